@@ -1,0 +1,15 @@
+"""scikit-learn estimators backed by recurrent neural networks (LSTM, GRU)."""
+
+from ._classifier import LSTMClassifier
+from ._regressor import LSTMRegressor
+from ._sequences import from_channels_first, from_long_format
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "LSTMClassifier",
+    "LSTMRegressor",
+    "from_channels_first",
+    "from_long_format",
+    "__version__",
+]

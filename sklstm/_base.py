@@ -1,0 +1,557 @@
+"""Estimator logic shared by :class:`LSTMClassifier` and :class:`LSTMRegressor`."""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from skorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    GradientNormClipping,
+    LRScheduler,
+)
+
+from ._network import RecurrentNetwork
+from ._progress import progress_callbacks
+from ._sequences import Sequences, check_features, record_features, to_sequences
+from ._training import (
+    SequenceNet,
+    SplitData,
+    TensorData,
+    TrainingDiverged,
+    WeightedLoss,
+    place,
+    resolve_device,
+    seeded,
+)
+
+_OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+# Prediction runs in large batches: no gradients are kept, so memory allows it
+# and per-batch overhead vanishes.
+_PREDICT_BATCH_SIZE = 1024
+
+
+class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
+    """Base class for recurrent-network estimators.
+
+    Warning: this class should not be used directly. Use derived classes
+    instead.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "num_layers": [Interval(Integral, 1, None, closed="left")],
+        "bidirectional": ["boolean"],
+        "cell": [StrOptions({"lstm", "gru"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "output_mode": [StrOptions({"last", "sequence"})],
+        "pooling": [StrOptions({"last", "mean", "max", "attention"})],
+        "conv_filters": [None, tuple, list],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "forget_bias": [Interval(Real, None, None, closed="neither")],
+        "standardize": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions(set(_OPTIMIZERS))],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "device": [str],
+        "precision": [StrOptions({"32", "64", "bf16-mixed"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [None, list],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        *,
+        hidden_size,
+        num_layers,
+        bidirectional,
+        cell,
+        dropout,
+        output_mode,
+        pooling,
+        conv_filters,
+        conv_kernel_size,
+        forget_bias,
+        standardize,
+        max_epochs,
+        batch_size,
+        lr,
+        optimizer,
+        weight_decay,
+        gradient_clip,
+        lr_schedule,
+        early_stopping,
+        validation_fraction,
+        n_iter_no_change,
+        tol,
+        warm_start,
+        device,
+        precision,
+        random_state,
+        verbose,
+        callbacks,
+    ):
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.cell = cell
+        self.dropout = dropout
+        self.output_mode = output_mode
+        self.pooling = pooling
+        self.conv_filters = conv_filters
+        self.conv_kernel_size = conv_kernel_size
+        self.forget_bias = forget_bias
+        self.standardize = standardize
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.gradient_clip = gradient_clip
+        self.lr_schedule = lr_schedule
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------
+    # Hooks the thin subclasses fill in.
+    _task = None  # "classification" or "regression"
+
+    @abstractmethod
+    def _encode_targets(self, y, sequences, *, reset, classes=None):
+        """Validate ``y``; return (targets array, state to store after fit)."""
+
+    @abstractmethod
+    def _step_weights(self, targets, sample_weight, sequences, state):
+        """Per-sample (or per-step) training weights, float32."""
+
+    @abstractmethod
+    def _score_batches(self, collected):
+        """Validation score from the network outputs of one epoch."""
+
+    # ------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on sequences ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_features), \
+                (n_samples, n_timesteps), or list of array-like
+            Sequences. A 2-D array holds one univariate sequence per row; a
+            list may hold sequences of different lengths, each
+            ``(n_timesteps_i, n_features)`` or ``(n_timesteps_i,)``.
+        y : array-like
+            Targets: one per sequence (``output_mode="last"``) or one per
+            time step (``output_mode="sequence"``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        self._check_parameters()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target "
+                "y is None. Pass the targets as the second argument of fit."
+            )
+        continuing = hasattr(self, "net_") and (self.warm_start or incremental)
+        sequences = to_sequences(X, precision=self.precision, estimator=self)
+        if continuing:
+            check_features(self, X, sequences)
+        targets, target_state = self._encode_targets(
+            y, sequences, reset=not continuing, classes=classes
+        )
+        sample_weight = self._check_sample_weight(sample_weight, sequences)
+        device = resolve_device(self.device)
+        if continuing:
+            seed = self._seed + len(self.net_.history)
+        else:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        weights = self._step_weights(targets, sample_weight, sequences, target_state)
+
+        use_validation = self.early_stopping and not incremental
+        train_index, valid_index = self._split(targets, sequences, seed, use_validation)
+        data = SplitData(
+            self._tensor_data(sequences, targets, weights, train_index, device),
+            None
+            if valid_index is None
+            else self._tensor_data(sequences, targets, weights, valid_index, device),
+        )
+        with seeded(seed, device):
+            if continuing:
+                net = self.net_
+            else:
+                net = self._build_net(sequences, targets, target_state, device, seed)
+                net.initialize()
+            epochs = 1 if incremental else self.max_epochs
+            interrupted = self._train(net, data, epochs)
+
+        self.net_ = net
+        self._seed = seed
+        self._store_target_state(target_state)
+        record_features(self, sequences)
+        self.history_ = net.history
+        self.n_iter_ = len(net.history)
+        self.loss_curve_ = list(net.history[:, "train_loss"])
+        self.validation_scores_ = (
+            list(net.history[:, "valid_score"]) if use_validation else None
+        )
+        self.best_validation_score_ = (
+            max(self.validation_scores_) if use_validation else None
+        )
+        if interrupted:
+            warnings.warn(
+                f"Training was interrupted after {self.n_iter_} epochs; the "
+                "estimator keeps the weights learned so far.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _check_parameters(self):
+        """Checks that the declarative constraints cannot express."""
+        if self.conv_filters is not None:
+            filters = list(self.conv_filters)
+            if not all(isinstance(f, Integral) and f >= 1 for f in filters):
+                raise ValueError(
+                    f"conv_filters={self.conv_filters!r} must be a tuple of "
+                    "positive ints (channels of each convolution), or None."
+                )
+        if self.conv_kernel_size % 2 == 0:
+            raise ValueError(
+                f"conv_kernel_size={self.conv_kernel_size} must be odd so that "
+                "convolutions keep every time step aligned; use e.g. 3, 5 or 7."
+            )
+        for callback in self.callbacks or []:
+            if not isinstance(callback, Callback) and not (
+                isinstance(callback, tuple) and len(callback) == 2
+            ):
+                raise TypeError(
+                    f"callbacks must hold skorch Callback instances or "
+                    f"(name, Callback) tuples, got {callback!r}."
+                )
+
+    def _check_sample_weight(self, sample_weight, sequences):
+        if sample_weight is None:
+            return np.ones(sequences.n_samples, dtype=np.float64)
+        weights = _check_sample_weight(
+            sample_weight,
+            sequences.padded,
+            dtype=np.float64,
+            ensure_non_negative=True,
+        )
+        if not np.isfinite(weights).all():
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if weights.sum() <= 0:
+            raise ValueError(
+                "sample_weight sums to zero: at least one sequence needs a "
+                "positive weight."
+            )
+        return weights
+
+    def _split(self, targets, sequences, seed, use_validation):
+        n_samples = sequences.n_samples
+        everything = np.arange(n_samples)
+        if not use_validation:
+            return everything, None
+        n_valid = int(round(self.validation_fraction * n_samples))
+        if n_valid < 1 or n_samples - n_valid < 1:
+            raise ValueError(
+                f"early_stopping needs a validation set, but "
+                f"validation_fraction={self.validation_fraction} of "
+                f"n_samples={n_samples} leaves none. Pass more data, raise "
+                "validation_fraction or set early_stopping=False."
+            )
+        rng = np.random.RandomState(seed)
+        stratify = self._stratify_labels(targets)
+        if stratify is not None:
+            from sklearn.model_selection import train_test_split
+
+            try:
+                train, valid = train_test_split(
+                    everything,
+                    test_size=n_valid,
+                    random_state=rng,
+                    stratify=stratify,
+                )
+                return np.sort(train), np.sort(valid)
+            except ValueError:
+                pass  # a class too rare to stratify: fall back to random
+        order = rng.permutation(n_samples)
+        return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+    def _stratify_labels(self, targets):
+        return None
+
+    def _tensor_data(self, sequences, targets, weights, index, device):
+        everything = len(index) == sequences.n_samples
+        subset = sequences if everything else sequences.take(index)
+        per_step = self.output_mode == "sequence"
+        if not everything:
+            targets = targets[index]
+            weights = weights[index]
+            if per_step:
+                targets = targets[:, : subset.padded.shape[1]]
+                weights = weights[:, : subset.padded.shape[1]]
+        return TensorData(
+            padded=place(subset.padded, device),
+            lengths=torch.from_numpy(subset.lengths),
+            targets=place(np.ascontiguousarray(targets), device),
+            weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
+            equal_lengths=subset.equal_lengths,
+            per_step=per_step,
+        )
+
+    def _feature_statistics(self, sequences):
+        """Per-feature mean and scale over valid (unpadded) steps."""
+        n_features = sequences.n_features
+        if not self.standardize:
+            return np.zeros(n_features), np.ones(n_features)
+        if sequences.equal_lengths:
+            values = sequences.padded.reshape(-1, n_features)
+            mean = values.mean(axis=0, dtype=np.float64)
+            var = values.var(axis=0, dtype=np.float64)
+        else:
+            mask = np.arange(sequences.padded.shape[1]) < sequences.lengths[:, None]
+            values = sequences.padded[mask]
+            mean = values.mean(axis=0, dtype=np.float64)
+            var = values.var(axis=0, dtype=np.float64)
+        scale = np.sqrt(var)
+        # Constant features are centred but not scaled.
+        scale[scale < 1e-8] = 1.0
+        return mean, scale
+
+    def _n_outputs(self, targets, target_state):
+        raise NotImplementedError
+
+    def _build_net(self, sequences, targets, target_state, device, seed):
+        mean, scale = self._feature_statistics(sequences)
+        module_kwargs = dict(
+            n_inputs=sequences.n_features,
+            n_outputs=self._n_outputs(targets, target_state),
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            cell=self.cell,
+            dropout=self.dropout,
+            output_mode=self.output_mode,
+            pooling=self.pooling,
+            conv_filters=tuple(self.conv_filters or ()),
+            conv_kernel_size=self.conv_kernel_size,
+            forget_bias=self.forget_bias,
+            feature_mean=torch.as_tensor(mean),
+            feature_scale=torch.as_tensor(scale),
+        )
+        callbacks = []
+        if self.gradient_clip is not None:
+            callbacks.append(
+                ("gradient_clip", GradientNormClipping(self.gradient_clip))
+            )
+        if self.lr_schedule == "cosine":
+            callbacks.append(
+                ("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=self.max_epochs))
+            )
+        elif self.lr_schedule == "plateau":
+            monitor = "valid_loss" if self.early_stopping else "train_loss"
+            callbacks.append(
+                (
+                    "lr_schedule",
+                    LRScheduler(
+                        "ReduceLROnPlateau",
+                        monitor=monitor,
+                        factor=0.5,
+                        patience=max(1, self.n_iter_no_change // 2),
+                    ),
+                )
+            )
+        if self.early_stopping:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_score",
+                        lower_is_better=False,
+                        patience=self.n_iter_no_change,
+                        threshold=self.tol,
+                        threshold_mode="abs",
+                        load_best=True,
+                        sink=lambda *args, **kwargs: None,
+                    ),
+                )
+            )
+        callbacks.extend(progress_callbacks(self.verbose))
+        callbacks.extend(self.callbacks or [])
+        net = SequenceNet(
+            RecurrentNetwork,
+            criterion=WeightedLoss,
+            criterion__task=self._task,
+            optimizer=_OPTIMIZERS[self.optimizer],
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            callbacks=callbacks,
+            verbose=0,
+            device=str(device),
+            precision=self.precision,
+            seed=seed,
+            score_fn=self._score_batches,
+            **{f"module__{key}": value for key, value in module_kwargs.items()},
+        )
+        return net
+
+    def _train(self, net, data, epochs):
+        """Run ``epochs`` epochs through skorch; True if the user interrupted."""
+        if self.precision == "64":
+            net.module_.double()
+        net.notify("on_train_begin", X=data, y=None)
+        interrupted = False
+        try:
+            net.fit_loop(data, epochs=epochs)
+        except KeyboardInterrupt:
+            # skorch's EarlyStopping stops training this way too.
+            stopper = dict(net.callbacks_).get("early_stopping")
+            interrupted = stopper is None or stopper.misses_ < stopper.patience
+        except TrainingDiverged:
+            raise ValueError(
+                f"Training diverged: the loss became non-finite after "
+                f"{len(net.history)} epochs with lr={self.lr}. Lower lr (e.g. "
+                f"lr={self.lr / 10:g}) or set gradient_clip=1.0."
+            ) from None
+        finally:
+            if hasattr(net, "shuffle_generator_"):
+                del net.shuffle_generator_
+        net.notify("on_train_end", X=data, y=None)
+        if interrupted and len(net.history) == 0:
+            raise KeyboardInterrupt
+        return interrupted
+
+    # ------------------------------------------------------------------
+    def _outputs(self, X):
+        """Validated sequences and the network's raw outputs for ``X``."""
+        check_is_fitted(self)
+        sequences = to_sequences(X, precision=self.precision, estimator=self)
+        check_features(self, X, sequences)
+        data = TensorData(
+            padded=torch.from_numpy(sequences.padded),
+            lengths=torch.from_numpy(sequences.lengths),
+            targets=None,
+            weights=None,
+            equal_lengths=sequences.equal_lengths,
+        )
+        outputs = self.net_.predict_outputs(data, _PREDICT_BATCH_SIZE)
+        return sequences, outputs
+
+    def _per_step_structure(self, values, sequences):
+        """Per-step predictions in the structure of the input."""
+        if sequences.ragged:
+            return [
+                row[:length]
+                for row, length in zip(values, sequences.lengths, strict=True)
+            ]
+        return values
+
+    @property
+    def device_(self):
+        """The torch device the fitted network lives on."""
+        check_is_fitted(self)
+        return torch.device(self.net_.device)
+
+
+def valid_step_mask(sequences):
+    """Boolean (n_samples, max_timesteps) mask of the unpadded steps."""
+    return np.arange(sequences.padded.shape[1]) < sequences.lengths[:, None]
+
+
+def check_per_step_targets(y, sequences, *, name="y"):
+    """Validate per-step targets; return them padded to ``sequences``.
+
+    Returns an array of shape (n_samples, max_timesteps) or
+    (n_samples, max_timesteps, n_outputs) whose padded steps are zero, and
+    the flat array of valid-step values.
+    """
+    n_samples = sequences.n_samples
+    if isinstance(y, (list, tuple)) or (
+        isinstance(y, np.ndarray) and y.dtype == object and y.ndim == 1
+    ):
+        items = [np.asarray(item) for item in y]
+    else:
+        array = np.asarray(y)
+        if array.ndim < 2:
+            raise ValueError(
+                f"output_mode='sequence' needs one target per time step: {name} "
+                "must be a list of per-sequence arrays or an array of shape "
+                f"(n_samples, n_timesteps), got shape {array.shape}."
+            )
+        items = list(array)
+    if len(items) != n_samples:
+        raise ValueError(
+            f"X has {n_samples} sequences but {name} has {len(items)}. Pass one "
+            "target sequence per input sequence."
+        )
+    for index, (item, length) in enumerate(zip(items, sequences.lengths, strict=True)):
+        if item.ndim == 0 or len(item) != length:
+            got = "a scalar" if item.ndim == 0 else f"{len(item)} steps"
+            raise ValueError(
+                f"{name}[{index}] has {got} but X[{index}] has {length} time "
+                "steps. In output_mode='sequence' each target sequence must be "
+                "as long as its input sequence."
+            )
+    flat = np.concatenate([np.asarray(item) for item in items])
+    return items, flat
+
+
+def pad_flat(flat, sequences, fill=0):
+    """Scatter flat valid-step values into a padded per-step array."""
+    shape = (sequences.n_samples, sequences.padded.shape[1]) + flat.shape[1:]
+    padded = np.full(shape, fill, dtype=flat.dtype)
+    padded[valid_step_mask(sequences)] = flat
+    return padded
+
+
+__all__ = ["BaseLSTM", "Sequences"]

@@ -1,0 +1,402 @@
+"""LSTMClassifier: sequence-to-label and per-step classification."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_y, check_consistent_length
+
+from ._base import BaseLSTM, check_per_step_targets, pad_flat, valid_step_mask
+
+
+def _softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class LSTMClassifier(ClassifierMixin, BaseLSTM):
+    """Recurrent-network classifier for sequences.
+
+    Parameters
+    ----------
+    hidden_size : int, default=64
+        Units of each recurrent layer (per direction).
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Read sequences in both directions.
+    cell : {"lstm", "gru"}, default="lstm"
+        Recurrent cell.
+    dropout : float, default=0.0
+        Dropout between stacked layers and before the output layer.
+    output_mode : {"last", "sequence"}, default="last"
+        "last": one label per sequence. "sequence": one label per time step.
+    pooling : {"last", "mean", "max", "attention"}, default="last"
+        How the recurrent states over time become one vector in "last" mode:
+        the state at the last valid step (for a bidirectional network, plus
+        the backward state at the first step), their mean or maximum over
+        valid steps, or a learned attention-weighted sum.
+    conv_filters : tuple of int or None, default=None
+        Channels of each layer of a convolutional front-end applied before
+        the recurrent layers (none when None).
+    conv_kernel_size : int, default=5
+        Odd width of the front-end convolutions.
+    forget_bias : float, default=1.0
+        Initial bias of the LSTM forget gate (GRU: update gate).
+    standardize : bool, default=True
+        Standardise each input feature with its mean and standard deviation
+        over the valid time steps of the training data.
+    max_epochs : int, default=100
+        Passes over the training data.
+    batch_size : int, default=32
+        Sequences per mini-batch.
+    lr : float, default=1e-3
+        Learning rate.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
+        torch optimizer.
+    weight_decay : float, default=0.0
+        L2 penalty passed to the optimizer.
+    gradient_clip : float or None, default=None
+        Clip the gradient norm to this value before each step.
+    lr_schedule : {"cosine", "plateau"} or None, default=None
+        Cosine annealing over ``max_epochs``, or halving on a plateau of the
+        monitored loss.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), stop when
+        the validation accuracy has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs and restore the best weights.
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Smallest improvement of the validation score that counts.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss.
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``.
+    device : str, default="auto"
+        torch device; "auto" uses CUDA when it is available.
+    precision : {"32", "64", "bf16-mixed"}, default="32"
+        Arithmetic of training and prediction: float32, float64, or bfloat16
+        autocast with float32 weights.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split.
+    verbose : int, default=0
+        0: silent; 1: a progress bar over epochs; 2: one line per epoch.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra skorch callbacks, as instances or ``(name, callback)`` tuples.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Features seen during fit: per time step for sequences, columns for a
+        2-D table.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+    n_iter_ : int
+        Epochs trained.
+    loss_curve_ : list of float
+        Training loss after each epoch.
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch (with ``early_stopping``).
+    best_validation_score_ : float or None
+        Best validation accuracy (with ``early_stopping``).
+    history_ : skorch.History
+        Everything skorch recorded per epoch.
+    net_ : skorch.NeuralNet
+        The trained skorch net; ``net_.module_`` is the torch module.
+
+    See Also
+    --------
+    LSTMRegressor : The same network for regression.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklstm import LSTMClassifier
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 12, 2)).astype("float32")
+    >>> y = np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+    >>> clf = LSTMClassifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict(X[:3]).shape
+    (3,)
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseLSTM._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+    _task = "classification"
+
+    def __init__(
+        self,
+        *,
+        hidden_size=64,
+        num_layers=1,
+        bidirectional=False,
+        cell="lstm",
+        dropout=0.0,
+        output_mode="last",
+        pooling="last",
+        conv_filters=None,
+        conv_kernel_size=5,
+        forget_bias=1.0,
+        standardize=True,
+        max_epochs=100,
+        batch_size=32,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        gradient_clip=None,
+        lr_schedule=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        class_weight=None,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        super().__init__(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            cell=cell,
+            dropout=dropout,
+            output_mode=output_mode,
+            pooling=pooling,
+            conv_filters=conv_filters,
+            conv_kernel_size=conv_kernel_size,
+            forget_bias=forget_bias,
+            standardize=standardize,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            gradient_clip=gradient_clip,
+            lr_schedule=lr_schedule,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            warm_start=warm_start,
+            device=device,
+            precision=precision,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        self.class_weight = class_weight
+
+    def _encode_targets(self, y, sequences, *, reset, classes=None):
+        if self.output_mode == "last":
+            labels = _check_y(y, estimator=self)
+            check_consistent_length(sequences.padded, labels)
+        else:
+            _, labels = check_per_step_targets(y, sequences)
+        check_classification_targets(labels)
+        if reset:
+            known = np.unique(labels) if classes is None else np.unique(classes)
+            if len(known) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes "
+                    f"in the data, but the data contains only one class: "
+                    f"{known[0]!r}."
+                )
+        else:
+            known = self.classes_
+        unseen = np.setdiff1d(labels, known)
+        if len(unseen):
+            raise ValueError(
+                f"y contains labels {unseen[:5].tolist()} that are not among the "
+                f"classes {known.tolist()}. Pass all labels in `classes` on the "
+                "first call to partial_fit."
+            )
+        codes = np.searchsorted(known, labels).astype(np.int64)
+        if self.output_mode == "sequence":
+            codes = pad_flat(codes, sequences)
+        return codes, {"classes": known, "labels": labels}
+
+    def _store_target_state(self, state):
+        self.classes_ = state["classes"]
+
+    def _n_outputs(self, targets, target_state):
+        return len(target_state["classes"])
+
+    def _class_weights(self, state):
+        classes = state["classes"]
+        if self.class_weight is None:
+            return np.ones(len(classes))
+        if isinstance(self.class_weight, str):
+            present = np.unique(state["labels"])
+            weights = np.ones(len(classes))
+            weights[np.searchsorted(classes, present)] = compute_class_weight(
+                "balanced", classes=present, y=state["labels"]
+            )
+            return weights
+        unknown = [key for key in self.class_weight if key not in set(classes)]
+        if unknown:
+            raise ValueError(
+                f"class_weight has keys {unknown} that are not classes; the "
+                f"classes are {classes.tolist()}."
+            )
+        weights = np.array([self.class_weight.get(c, 1.0) for c in classes], float)
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(
+                "class_weight values must be finite and non-negative, got "
+                f"{self.class_weight!r}."
+            )
+        return weights
+
+    def _step_weights(self, targets, sample_weight, sequences, state):
+        per_class = self._class_weights(state)[targets]
+        if self.output_mode == "last":
+            return (sample_weight * per_class).astype(np.float32)
+        mask = valid_step_mask(sequences)
+        return (sample_weight[:, None] * per_class * mask).astype(np.float32)
+
+    def _stratify_labels(self, targets):
+        return targets if self.output_mode == "last" else None
+
+    def _score_batches(self, collected):
+        correct = 0.0
+        total = 0.0
+        for outputs, (_, _, targets, weights) in collected:
+            hits = (outputs.argmax(dim=-1) == targets).to(weights.dtype)
+            correct += float((hits * weights).sum())
+            total += float(weights.sum())
+        return correct / total
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on ``(X, y)``, continuing from earlier calls.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        y : array-like
+            Targets, as in :meth:`fit`.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem. Required on the first call, ignored
+            afterwards.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        if not hasattr(self, "net_") and classes is None:
+            raise ValueError(
+                "classes must be passed on the first call to partial_fit, "
+                "e.g. partial_fit(X, y, classes=np.unique(y_all))."
+            )
+        if hasattr(self, "net_") and classes is not None:
+            if not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(
+                    f"classes={list(classes)} differs from the classes of the "
+                    f"first partial_fit call, {self.classes_.tolist()}."
+                )
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), or per step
+            ``(n_samples, n_timesteps, n_classes)`` (a list of
+            ``(n_timesteps_i, n_classes)`` arrays for a list input) when
+            ``output_mode="sequence"``.
+        """
+        sequences, outputs = self._outputs(X)
+        proba = _softmax(outputs)
+        if self.output_mode == "sequence":
+            return self._per_step_structure(proba, sequences)
+        return proba
+
+    def predict(self, X):
+        """Predicted labels, taken from ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,), or per step ``(n_samples,
+            n_timesteps)`` (a list of arrays for a list input) when
+            ``output_mode="sequence"``.
+        """
+        sequences, outputs = self._outputs(X)
+        labels = self.classes_[outputs.argmax(axis=-1)]
+        if self.output_mode == "sequence":
+            return self._per_step_structure(labels, sequences)
+        return labels
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy; per time step, ignoring padding, in sequence mode.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        y : array-like
+            True labels, as in :meth:`fit`.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence.
+
+        Returns
+        -------
+        score : float
+        """
+        if self.output_mode == "last":
+            return super().score(X, y, sample_weight=sample_weight)
+        predicted = self.predict(X)
+        sequences_y = [np.asarray(item) for item in y]
+        if len(sequences_y) != len(predicted):
+            raise ValueError(
+                f"X has {len(predicted)} sequences but y has {len(sequences_y)}."
+            )
+        step_weights = None
+        if sample_weight is not None:
+            step_weights = np.repeat(
+                np.asarray(sample_weight, float), [len(p) for p in predicted]
+            )
+        for index, (truth, guess) in enumerate(
+            zip(sequences_y, predicted, strict=True)
+        ):
+            if len(truth) != len(guess):
+                raise ValueError(
+                    f"y[{index}] has {len(truth)} steps but X[{index}] has "
+                    f"{len(guess)}."
+                )
+        return accuracy_score(
+            np.concatenate(sequences_y),
+            np.concatenate(list(predicted)),
+            sample_weight=step_weights,
+        )

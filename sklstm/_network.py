@@ -1,0 +1,187 @@
+"""The torch module behind both estimators.
+
+One module covers every architecture the estimators expose: an optional
+convolutional front-end, a stacked (bi)directional LSTM or GRU, and either a
+pooled sequence-to-label head or a per-step sequence-to-sequence head. It
+takes the padded batch and the true lengths, and no position past a
+sequence's end ever influences an output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentNetwork(nn.Module):
+    """Recurrent network over padded sequences.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per time step.
+    n_outputs : int
+        Classes (logits) or regression targets per output.
+    hidden_size, num_layers, bidirectional, cell, dropout : see the estimators.
+    output_mode : {"last", "sequence"}
+        One output per sequence, or one per time step.
+    pooling : {"last", "mean", "max", "attention"}
+        How "last" mode summarises the recurrent states over time.
+    conv_filters : tuple of int
+        Channels of each convolution in the front-end; empty for none.
+    conv_kernel_size : int
+        Odd kernel width of the front-end convolutions.
+    forget_bias : float
+        Initial bias of the LSTM forget gate (GRU: update gate).
+    feature_mean, feature_scale : tensor of shape (n_inputs,)
+        Per-feature standardisation learned in ``fit``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_inputs,
+        n_outputs,
+        hidden_size=64,
+        num_layers=1,
+        bidirectional=False,
+        cell="lstm",
+        dropout=0.0,
+        output_mode="last",
+        pooling="last",
+        conv_filters=(),
+        conv_kernel_size=5,
+        forget_bias=1.0,
+        feature_mean=None,
+        feature_scale=None,
+    ):
+        super().__init__()
+        self.output_mode = output_mode
+        self.pooling = pooling
+        self.bidirectional = bidirectional
+        mean = torch.zeros(n_inputs) if feature_mean is None else feature_mean
+        scale = torch.ones(n_inputs) if feature_scale is None else feature_scale
+        self.register_buffer("feature_mean", torch.as_tensor(mean).float())
+        self.register_buffer("feature_scale", torch.as_tensor(scale).float())
+
+        convolutions = []
+        channels = n_inputs
+        for filters in conv_filters:
+            convolutions.append(
+                nn.Conv1d(
+                    channels, filters, conv_kernel_size, padding=conv_kernel_size // 2
+                )
+            )
+            channels = filters
+        self.convolutions = nn.ModuleList(convolutions)
+
+        self.rnn = _CELLS[cell](
+            input_size=channels,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        _init_gate_bias(self.rnn, cell, hidden_size, forget_bias)
+        state_size = hidden_size * (2 if bidirectional else 1)
+        self.attention = nn.Linear(state_size, 1) if pooling == "attention" else None
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(state_size, n_outputs)
+
+    def forward(self, padded, lengths):
+        """Outputs for a batch.
+
+        Parameters
+        ----------
+        padded : tensor of shape (batch, max_timesteps, n_inputs)
+        lengths : int64 tensor of shape (batch,), on the CPU
+
+        Returns
+        -------
+        tensor of shape (batch, n_outputs) or (batch, max_timesteps, n_outputs)
+        """
+        n_timesteps = padded.shape[1]
+        # Lengths live on the CPU, so this check costs no device sync.
+        equal_lengths = bool(lengths.min() == n_timesteps)
+        mask = None
+        x = (padded - self.feature_mean) / self.feature_scale
+        if not equal_lengths:
+            steps = torch.arange(n_timesteps, device=padded.device)
+            mask = steps[None, :] < lengths.to(padded.device)[:, None]
+            # Zero the padding so the convolutions see what they would see
+            # at the end of a lone sequence: their own zero padding.
+            x = x * mask[..., None].to(x.dtype)
+        if self.convolutions:
+            x = x.transpose(1, 2)
+            for convolution in self.convolutions:
+                x = torch.relu(convolution(x))
+                if mask is not None:
+                    x = x * mask[:, None, :].to(x.dtype)
+            x = x.transpose(1, 2)
+
+        if equal_lengths:
+            states, _ = self.rnn(x)
+        else:
+            packed = pack_padded_sequence(
+                x, lengths, batch_first=True, enforce_sorted=False
+            )
+            states, _ = self.rnn(packed)
+            states, _ = pad_packed_sequence(
+                states, batch_first=True, total_length=n_timesteps
+            )
+
+        if self.output_mode == "sequence":
+            return self.head(self.dropout(states))
+        return self.head(self.dropout(self._pool(states, lengths, mask)))
+
+    def _pool(self, states, lengths, mask):
+        if self.pooling == "last":
+            return _last_states(states, lengths, self.bidirectional)
+        if self.pooling == "mean":
+            if mask is None:
+                return states.mean(dim=1)
+            weights = mask[..., None].to(states.dtype)
+            totals = (states * weights).sum(dim=1)
+            return totals / lengths.to(states.device)[:, None].to(states.dtype)
+        if self.pooling == "max":
+            if mask is None:
+                return states.amax(dim=1)
+            return states.masked_fill(~mask[..., None], float("-inf")).amax(dim=1)
+        # attention: a learned score per step, softmax over valid steps only
+        scores = self.attention(states).squeeze(-1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        return torch.bmm(weights[:, None, :], states).squeeze(1)
+
+
+def _last_states(states, lengths, bidirectional):
+    """Forward state at each sequence's last step (+ backward state at 0)."""
+    batch = torch.arange(states.shape[0], device=states.device)
+    last = (lengths - 1).to(states.device)
+    if not bidirectional:
+        return states[batch, last]
+    half = states.shape[-1] // 2
+    return torch.cat([states[batch, last, :half], states[:, 0, half:]], dim=-1)
+
+
+def _init_gate_bias(rnn, cell, hidden_size, forget_bias):
+    """Set the initial bias of the gate that keeps memory.
+
+    LSTM biases are laid out as (input, forget, cell, output) gates; GRU as
+    (reset, update, new). A positive forget (LSTM) or update (GRU) bias makes
+    the cell remember by default, which helps gradients flow early in
+    training (Gers et al. 2000; Jozefowicz et al. 2015).
+    """
+    gate = 1  # the forget gate (LSTM) and update gate (GRU) are both block 1
+    with torch.no_grad():
+        for name, parameter in rnn.named_parameters():
+            if not name.startswith("bias"):
+                continue
+            block = parameter[gate * hidden_size : (gate + 1) * hidden_size]
+            # Biases of input and hidden paths add; put all of it on one.
+            block.fill_(forget_bias if name.startswith("bias_ih") else 0.0)

@@ -1,0 +1,331 @@
+"""LSTMRegressor: sequence regression, multi-output and per-step."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
+from sklearn.utils.validation import _check_y, check_consistent_length
+
+from ._base import BaseLSTM, check_per_step_targets, pad_flat, valid_step_mask
+
+
+class LSTMRegressor(RegressorMixin, BaseLSTM):
+    """Recurrent-network regressor for sequences.
+
+    Targets are standardised internally (and predictions mapped back), so
+    their scale needs no tuning.
+
+    Parameters
+    ----------
+    hidden_size : int, default=64
+        Units of each recurrent layer (per direction).
+    num_layers : int, default=1
+        Stacked recurrent layers.
+    bidirectional : bool, default=False
+        Read sequences in both directions.
+    cell : {"lstm", "gru"}, default="lstm"
+        Recurrent cell.
+    dropout : float, default=0.0
+        Dropout between stacked layers and before the output layer.
+    output_mode : {"last", "sequence"}, default="last"
+        "last": one target (or vector) per sequence. "sequence": one per
+        time step.
+    pooling : {"last", "mean", "max", "attention"}, default="last"
+        How the recurrent states over time become one vector in "last" mode.
+    conv_filters : tuple of int or None, default=None
+        Channels of each layer of a convolutional front-end.
+    conv_kernel_size : int, default=5
+        Odd width of the front-end convolutions.
+    forget_bias : float, default=1.0
+        Initial bias of the LSTM forget gate (GRU: update gate).
+    standardize : bool, default=True
+        Standardise each input feature over the valid training steps.
+    max_epochs : int, default=100
+        Passes over the training data.
+    batch_size : int, default=32
+        Sequences per mini-batch.
+    lr : float, default=1e-3
+        Learning rate.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
+        torch optimizer.
+    weight_decay : float, default=0.0
+        L2 penalty passed to the optimizer.
+    gradient_clip : float or None, default=None
+        Clip the gradient norm to this value before each step.
+    lr_schedule : {"cosine", "plateau"} or None, default=None
+        Learning-rate schedule.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when its R^2 has
+        not improved by ``tol`` for ``n_iter_no_change`` epochs and restore
+        the best weights.
+    validation_fraction : float, default=0.1
+        Share of the training data held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Smallest improvement of the validation score that counts.
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``.
+    device : str, default="auto"
+        torch device; "auto" uses CUDA when it is available.
+    precision : {"32", "64", "bf16-mixed"}, default="32"
+        Arithmetic of training and prediction.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split.
+    verbose : int, default=0
+        0: silent; 1: a progress bar over epochs; 2: one line per epoch.
+    callbacks : list of skorch callbacks or None, default=None
+        Extra skorch callbacks, as instances or ``(name, callback)`` tuples.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Features seen during fit: per time step for sequences, columns for a
+        2-D table.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names, when ``X`` was a DataFrame with string column names.
+    n_outputs_ : int
+        Targets per sequence (or per step).
+    n_iter_ : int
+        Epochs trained.
+    loss_curve_ : list of float
+        Training loss (on standardised targets) after each epoch.
+    validation_scores_ : list of float or None
+        Validation R^2 after each epoch (with ``early_stopping``).
+    best_validation_score_ : float or None
+        Best validation R^2 (with ``early_stopping``).
+    history_ : skorch.History
+        Everything skorch recorded per epoch.
+    net_ : skorch.NeuralNet
+        The trained skorch net; ``net_.module_`` is the torch module.
+
+    See Also
+    --------
+    LSTMClassifier : The same network for classification.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklstm import LSTMRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(60, 12, 2)).astype("float32")
+    >>> y = X[:, -3:, 0].sum(axis=1)
+    >>> reg = LSTMRegressor(max_epochs=5, random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    _task = "regression"
+
+    def __init__(
+        self,
+        *,
+        hidden_size=64,
+        num_layers=1,
+        bidirectional=False,
+        cell="lstm",
+        dropout=0.0,
+        output_mode="last",
+        pooling="last",
+        conv_filters=None,
+        conv_kernel_size=5,
+        forget_bias=1.0,
+        standardize=True,
+        max_epochs=100,
+        batch_size=32,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        gradient_clip=None,
+        lr_schedule=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        device="auto",
+        precision="32",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+    ):
+        super().__init__(
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            cell=cell,
+            dropout=dropout,
+            output_mode=output_mode,
+            pooling=pooling,
+            conv_filters=conv_filters,
+            conv_kernel_size=conv_kernel_size,
+            forget_bias=forget_bias,
+            standardize=standardize,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            gradient_clip=gradient_clip,
+            lr_schedule=lr_schedule,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            warm_start=warm_start,
+            device=device,
+            precision=precision,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_targets(self, y, sequences, *, reset, classes=None):
+        if self.output_mode == "last":
+            values = _check_y(y, multi_output=True, y_numeric=True, estimator=self)
+            check_consistent_length(sequences.padded, values)
+            single = values.ndim == 1
+        else:
+            _, values = check_per_step_targets(y, sequences)
+            values = _check_y(values, multi_output=True, y_numeric=True, estimator=self)
+            single = values.ndim == 1
+        if values.ndim > 2:
+            unit = "step" if self.output_mode == "sequence" else "sequence"
+            raise ValueError(
+                f"y has {values.ndim - 1} dimensions per {unit}; pass a scalar "
+                f"or a 1-D vector of targets per {unit}."
+            )
+        values = values.reshape(len(values), -1).astype(np.float64)
+        if reset:
+            mean = values.mean(axis=0)
+            scale = values.std(axis=0)
+            scale[scale < 1e-12] = 1.0
+        else:
+            mean, scale = self._target_mean, self._target_scale
+            if values.shape[1] != len(mean):
+                raise ValueError(
+                    f"y has {values.shape[1]} outputs but the estimator was "
+                    f"fitted with {len(mean)}."
+                )
+        dtype = np.float64 if self.precision == "64" else np.float32
+        standardized = ((values - mean) / scale).astype(dtype)
+        if self.output_mode == "sequence":
+            standardized = pad_flat(standardized, sequences)
+        state = {"mean": mean, "scale": scale, "single": single}
+        return standardized, state
+
+    def _store_target_state(self, state):
+        self._target_mean = state["mean"]
+        self._target_scale = state["scale"]
+        self._single_output = state["single"]
+        self.n_outputs_ = len(state["mean"])
+
+    def _n_outputs(self, targets, target_state):
+        return len(target_state["mean"])
+
+    def _step_weights(self, targets, sample_weight, sequences, state):
+        if self.output_mode == "last":
+            return sample_weight.astype(np.float32)
+        return (sample_weight[:, None] * valid_step_mask(sequences)).astype(np.float32)
+
+    def _score_batches(self, collected):
+        import torch
+
+        predictions, truths, weights = [], [], []
+        for outputs, (_, _, targets, step_weights) in collected:
+            n_outputs = outputs.shape[-1]
+            keep = step_weights.reshape(-1) > 0
+            predictions.append(outputs.reshape(-1, n_outputs)[keep])
+            truths.append(targets.reshape(-1, n_outputs)[keep].to(outputs.dtype))
+            weights.append(step_weights.reshape(-1)[keep].to(outputs.dtype))
+        prediction = torch.cat(predictions)
+        truth = torch.cat(truths)
+        weight = torch.cat(weights)[:, None]
+        centre = (weight * truth).sum(0) / weight.sum()
+        residual = (weight * (truth - prediction).square()).sum(0)
+        spread = (weight * (truth - centre).square()).sum(0).clamp_min(1e-12)
+        return float((1 - residual / spread).mean())
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on ``(X, y)``, continuing from earlier calls.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        y : array-like
+            Targets, as in :meth:`fit`.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence in the loss.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs), or per
+            step ``(n_samples, n_timesteps[, n_outputs])`` (a list of arrays
+            for a list input) when ``output_mode="sequence"``.
+        """
+        sequences, outputs = self._outputs(X)
+        values = outputs * self._target_scale + self._target_mean
+        if self._single_output:
+            values = values[..., 0]
+        if self.output_mode == "sequence":
+            return self._per_step_structure(values, sequences)
+        return values
+
+    def score(self, X, y, sample_weight=None):
+        """R^2 of the predictions; over all valid steps in sequence mode.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        y : array-like
+            True targets, as in :meth:`fit`.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sequence.
+
+        Returns
+        -------
+        score : float
+        """
+        if self.output_mode == "last":
+            return super().score(X, y, sample_weight=sample_weight)
+        predicted = self.predict(X)
+        truth = [np.asarray(item, dtype=float) for item in y]
+        if len(truth) != len(predicted):
+            raise ValueError(
+                f"X has {len(predicted)} sequences but y has {len(truth)}."
+            )
+        step_weights = None
+        if sample_weight is not None:
+            step_weights = np.repeat(
+                np.asarray(sample_weight, float), [len(p) for p in predicted]
+            )
+        return r2_score(
+            np.concatenate(truth),
+            np.concatenate(list(predicted)),
+            sample_weight=step_weights,
+        )

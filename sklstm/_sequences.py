@@ -1,0 +1,399 @@
+"""Input validation and the one internal representation of sequences.
+
+Everything a user can pass as ``X`` (3-D arrays, 2-D tables, ragged lists) is
+checked and converted here, once, into :class:`Sequences`: a zero-padded
+``(n_samples, max_timesteps, n_features)`` array plus the true length of each
+row. Nothing downstream ever looks at the original container again.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _get_feature_names,
+    check_array,
+)
+
+_FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
+
+
+@dataclass
+class Sequences:
+    """Padded sequences with their lengths.
+
+    Attributes
+    ----------
+    padded : ndarray of shape (n_samples, max_timesteps, n_features)
+        Values, zero after each sequence's end.
+    lengths : ndarray of shape (n_samples,), dtype int64
+        Number of valid time steps of each sequence.
+    ragged : bool
+        True when the caller passed a list of separate sequences; predictions
+        per time step are then returned as a list too.
+    tabular : bool
+        True when the caller passed a 2-D table (one univariate sequence per
+        row, columns are time steps).
+    """
+
+    padded: np.ndarray
+    lengths: np.ndarray
+    ragged: bool = False
+    tabular: bool = False
+    feature_names: np.ndarray | None = None
+
+    @property
+    def n_samples(self):
+        return self.padded.shape[0]
+
+    @property
+    def n_features(self):
+        return self.padded.shape[2]
+
+    @property
+    def equal_lengths(self):
+        return self.n_samples == 0 or bool(self.lengths.min() == self.padded.shape[1])
+
+    def take(self, indices):
+        """Subset of the sequences, trimmed to the longest one it keeps."""
+        lengths = self.lengths[indices]
+        max_length = int(lengths.max()) if len(lengths) else 0
+        return Sequences(
+            self.padded[indices, :max_length],
+            lengths,
+            ragged=self.ragged,
+            tabular=self.tabular,
+        )
+
+    @property
+    def table_width(self):
+        """Features as scikit-learn counts them: columns for a table."""
+        return self.padded.shape[1] if self.tabular else self.n_features
+
+
+def _is_sequence_list(X):
+    """Whether ``X`` is a list of separate sequences rather than a table.
+
+    A list of arrays (or of nested lists of unequal length) holds one sequence
+    per element. A list of equal-length plain lists is a table, as it is
+    everywhere else in scikit-learn.
+    """
+    if not isinstance(X, (list, tuple)) or len(X) == 0:
+        return False
+    if any(
+        (hasattr(item, "__array__") or hasattr(item, "dtype")) and np.ndim(item) >= 1
+        for item in X
+    ):
+        return True
+    lengths = {len(item) if isinstance(item, (list, tuple)) else -1 for item in X}
+    if -1 in lengths:
+        return False
+    if len(lengths) > 1:
+        return True
+    # Equal-length nested lists: a table, unless the items are themselves 2-D.
+    first = X[0]
+    return len(first) > 0 and isinstance(first[0], (list, tuple))
+
+
+def _numeric_array(values, name):
+    """Convert one sequence to a numeric ndarray or raise a clear error."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} could not be converted to a numeric array ({exc}). Pass "
+            "each sequence as an array of shape (n_timesteps, n_features) or "
+            "(n_timesteps,)."
+        ) from None
+    if array.dtype.kind == "c":
+        raise ValueError(
+            f"{name} holds complex values, which sklstm does not support. "
+            "Split real and imaginary parts into separate features."
+        )
+    if array.dtype.kind not in "biuf":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} holds non-numeric values of dtype {array.dtype}. "
+                "Encode them as numbers before fitting."
+            ) from None
+    return array
+
+
+def _pad_sequence_list(X, dtype):
+    sequences = []
+    for index, item in enumerate(X):
+        name = f"Sequence X[{index}]"
+        if hasattr(item, "to_numpy"):
+            item = item.to_numpy()
+        array = _numeric_array(item, name)
+        if array.ndim == 1:
+            array = array[:, None]
+        elif array.ndim != 2:
+            raise ValueError(
+                f"{name} has {array.ndim} dimensions; each sequence must be "
+                "(n_timesteps, n_features) or (n_timesteps,)."
+            )
+        if array.shape[0] == 0:
+            raise ValueError(
+                f"{name} is empty (0 time steps). Remove empty sequences or "
+                "give them at least one time step."
+            )
+        sequences.append(array)
+    feature_counts = {array.shape[1] for array in sequences}
+    if len(feature_counts) > 1:
+        first = sequences[0].shape[1]
+        bad = next(i for i, a in enumerate(sequences) if a.shape[1] != first)
+        raise ValueError(
+            f"Sequences have different numbers of features: X[0] has {first}, "
+            f"X[{bad}] has {sequences[bad].shape[1]}. Every sequence must have "
+            "the same features at every time step."
+        )
+    lengths = np.fromiter((len(a) for a in sequences), np.int64, len(sequences))
+    n_features = sequences[0].shape[1]
+    flat = np.concatenate(sequences).astype(dtype, copy=False)
+    _check_finite(flat)
+    padded = np.zeros((len(sequences), int(lengths.max()), n_features), dtype)
+    rows = np.repeat(np.arange(len(sequences)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    steps = np.arange(len(flat)) - np.repeat(starts, lengths)
+    padded[rows, steps] = flat
+    return Sequences(padded, lengths, ragged=True)
+
+
+def _check_finite(array):
+    # A sum is finite iff every element is (barring overflow, which the
+    # second look below catches): one cheap pass over large inputs.
+    if np.isfinite(array.sum(dtype=np.float64)):
+        return
+    if np.isnan(array).any():
+        raise ValueError(
+            "Input X contains NaN. Impute missing values (e.g. with "
+            "sklearn.impute.SimpleImputer) or drop those time steps first."
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(
+            "Input X contains infinity or a value too large for dtype "
+            f"{array.dtype}. Clip or rescale the data first."
+        )
+
+
+def to_sequences(X, *, precision="32", estimator=None):
+    """Validate ``X`` and convert it to :class:`Sequences`.
+
+    Parameters
+    ----------
+    X : array-like or list of array-like
+        A 3-D array ``(n_samples, n_timesteps, n_features)``, a 2-D table
+        ``(n_samples, n_timesteps)`` or a list of sequences.
+    precision : {"32", "64"} or str
+        "64" keeps float64, anything else computes in float32.
+    estimator : BaseEstimator, default=None
+        Named in error messages.
+    """
+    dtype = _FLOAT_DTYPES.get(precision, np.float32)
+    if isinstance(X, (str, bytes, numbers.Number)) or X is None:
+        raise TypeError(
+            f"X must be an array-like of sequences, got {type(X).__name__}. "
+            "Pass a 3-D array (n_samples, n_timesteps, n_features), a 2-D "
+            "array (n_samples, n_timesteps) or a list of sequences."
+        )
+    if isinstance(X, (list, tuple)) and len(X) == 0:
+        raise ValueError(
+            "X is empty: found 0 sequences (shape=(0,)) while a minimum of 1 "
+            "is required. Pass at least one sequence."
+        )
+    if _is_sequence_list(X):
+        return _pad_sequence_list(X, dtype)
+    feature_names = _get_feature_names(X)
+    array = check_array(
+        X,
+        dtype=[np.float64, np.float32],
+        allow_nd=True,
+        ensure_2d=False,
+        ensure_all_finite=False,
+        ensure_min_samples=1,
+        input_name="X",
+        estimator=estimator,
+    )
+    if array.ndim not in (2, 3):
+        if array.ndim == 1:
+            raise ValueError(
+                "Expected a 2-D or 3-D array, got a 1-D array instead: "
+                f"array={array!r:.100}. Reshape your data with "
+                "X.reshape(1, -1) if it is one univariate sequence, or "
+                "X.reshape(-1, 1) if each value is its own sample."
+            )
+        raise ValueError(
+            f"Expected a 2-D or 3-D array, got {array.ndim} dimensions "
+            f"with shape {array.shape}. sklstm takes (n_samples, "
+            "n_timesteps, n_features); for aeon/sktime data of shape "
+            "(n_cases, n_channels, n_timepoints) use "
+            "sklstm.from_channels_first(X)."
+        )
+    tabular = array.ndim == 2
+    if tabular:
+        array = array[:, :, None]
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise ValueError(
+            f"X has shape {array.shape}, with {array.shape[1]} time steps "
+            f"and {array.shape[2]} features; both must be at least 1."
+        )
+    array = np.asarray(array, dtype=dtype)
+    if not array.flags.writeable:
+        array = array.copy()
+    _check_finite(array)
+    lengths = np.full(array.shape[0], array.shape[1], dtype=np.int64)
+    return Sequences(
+        np.ascontiguousarray(array),
+        lengths,
+        tabular=tabular,
+        feature_names=feature_names,
+    )
+
+
+def record_features(estimator, sequences):
+    """Store what ``fit`` saw, for the checks of :func:`check_features`."""
+    # For a table, scikit-learn counts columns as features; for sequences,
+    # features are what each time step holds.
+    estimator.n_features_in_ = sequences.table_width
+    estimator._n_step_features = sequences.n_features
+    estimator._tabular_input = sequences.tabular
+    if sequences.feature_names is not None:
+        estimator.feature_names_in_ = sequences.feature_names
+    elif hasattr(estimator, "feature_names_in_"):
+        del estimator.feature_names_in_
+
+
+def check_features(estimator, X, sequences):
+    """Check data passed after ``fit`` against what ``fit`` saw."""
+    if not sequences.ragged:
+        _check_feature_names(estimator, X, reset=False)
+    n_features = sequences.table_width
+    if sequences.tabular == estimator._tabular_input:
+        if n_features != estimator.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but "
+                f"{type(estimator).__name__} is expecting "
+                f"{estimator.n_features_in_} features as input. Pass data "
+                "with the same features as during fit."
+            )
+    elif sequences.n_features != estimator._n_step_features:
+        raise ValueError(
+            f"X has {sequences.n_features} features per time step, but "
+            f"{type(estimator).__name__} was fitted on sequences with "
+            f"{estimator._n_step_features}. Pass data with the same features "
+            "as during fit."
+        )
+
+
+def from_channels_first(X):
+    """Convert aeon/sktime series to sklstm's time-major layout.
+
+    aeon and sktime store collections as ``(n_cases, n_channels,
+    n_timepoints)`` arrays, or lists of ``(n_channels, n_timepoints_i)``
+    arrays when lengths differ. sklstm expects time first within each
+    sequence. The conversion is explicit because a shape alone cannot say
+    which axis is time.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_cases, n_channels, n_timepoints) or list of ndarray
+        Each list item of shape ``(n_channels, n_timepoints_i)``.
+
+    Returns
+    -------
+    X_sklstm : ndarray of shape (n_cases, n_timepoints, n_channels) or list
+        A transposed view for arrays; a list of transposed views for lists.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklstm import from_channels_first
+    >>> from_channels_first(np.zeros((5, 3, 40))).shape
+    (5, 40, 3)
+    """
+    if isinstance(X, (list, tuple)):
+        converted = []
+        for index, item in enumerate(X):
+            array = np.asarray(item)
+            if array.ndim == 1:
+                array = array[None, :]
+            if array.ndim != 2:
+                raise ValueError(
+                    f"X[{index}] has shape {array.shape}; each case must be "
+                    "(n_channels, n_timepoints)."
+                )
+            converted.append(array.T)
+        return converted
+    array = np.asarray(X)
+    if array.ndim != 3:
+        raise ValueError(
+            f"Expected a 3-D array (n_cases, n_channels, n_timepoints), got "
+            f"shape {array.shape}. A list of (n_channels, n_timepoints_i) "
+            "arrays is accepted for unequal lengths."
+        )
+    return array.transpose(0, 2, 1)
+
+
+def from_long_format(frame, *, id_column, time_column, feature_columns=None):
+    """Split a long-format DataFrame into one sequence per id.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (id, time step).
+    id_column : str
+        Column naming the sequence each row belongs to.
+    time_column : str
+        Column used to order the steps within a sequence.
+    feature_columns : list of str, default=None
+        Columns holding the values; all other columns when None.
+
+    Returns
+    -------
+    sequences : list of ndarray of shape (n_timesteps_i, n_features)
+        In the order the ids are first seen in ``frame``.
+    ids : ndarray
+        The id of each sequence.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklstm import from_long_format
+    >>> frame = pd.DataFrame({"id": [1, 1, 2], "t": [0, 1, 0], "v": [.5, .6, .7]})
+    >>> sequences, ids = from_long_format(frame, id_column="id", time_column="t")
+    >>> [s.shape for s in sequences], ids.tolist()
+    ([(2, 1), (1, 1)], [1, 2])
+    """
+    if not hasattr(frame, "groupby"):
+        raise TypeError(
+            f"frame must be a pandas DataFrame, got {type(frame).__name__}."
+        )
+    for column in (id_column, time_column):
+        if column not in frame.columns:
+            raise ValueError(
+                f"Column {column!r} is not in the DataFrame; its columns are "
+                f"{list(frame.columns)}."
+            )
+    if feature_columns is None:
+        feature_columns = [
+            c for c in frame.columns if c not in (id_column, time_column)
+        ]
+    missing = [c for c in feature_columns if c not in frame.columns]
+    if missing or not feature_columns:
+        raise ValueError(
+            f"feature_columns {missing or feature_columns} are missing or "
+            f"empty; the DataFrame has columns {list(frame.columns)}."
+        )
+    ordered = frame.sort_values([id_column, time_column], kind="stable")
+    ids = frame[id_column].drop_duplicates().to_numpy()
+    groups = {
+        key: group[feature_columns].to_numpy()
+        for key, group in ordered.groupby(id_column, sort=False)
+    }
+    return [groups[key] for key in ids], ids
