@@ -1,0 +1,106 @@
+"""The torch module: padding never leaks into an output."""
+
+import numpy as np
+import pytest
+import torch
+
+from sklstm import LSTMClassifier, LSTMRegressor
+from sklstm._network import RecurrentNetwork
+
+from .conftest import make_ragged_sequences
+
+ARCHITECTURES = [
+    dict(),
+    dict(bidirectional=True),
+    dict(num_layers=2),
+    dict(num_layers=2, bidirectional=True, cell="gru"),
+    dict(cell="gru"),
+    dict(pooling="mean", bidirectional=True),
+    dict(pooling="max"),
+    dict(pooling="attention", bidirectional=True),
+    dict(conv_filters=(8, 8), conv_kernel_size=3, bidirectional=True),
+]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=repr)
+def test_padding_never_changes_a_prediction(architecture):
+    X, y = make_ragged_sequences(n_samples=40, min_length=3, max_length=12)
+    clf = LSTMClassifier(
+        hidden_size=16, max_epochs=2, random_state=0, **architecture
+    ).fit(X, y)
+    rng = np.random.RandomState(1)
+    short = rng.normal(size=(4, 2)).astype(np.float32)
+    much_longer = [rng.normal(size=(n, 2)).astype(np.float32) for n in (60, 150)]
+    alone = clf.predict_proba([short])
+    beside_longer = clf.predict_proba([short] + much_longer)
+    np.testing.assert_allclose(beside_longer[:1], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES[:5], ids=repr)
+def test_padding_never_changes_per_step_outputs(architecture):
+    X, _ = make_ragged_sequences(n_samples=30, min_length=3, max_length=10)
+    y = [x[:, 0] * 2 for x in X]
+    reg = LSTMRegressor(
+        hidden_size=16,
+        max_epochs=2,
+        random_state=0,
+        output_mode="sequence",
+        **architecture,
+    ).fit(X, y)
+    short = np.random.RandomState(2).normal(size=(5, 2)).astype(np.float32)
+    long = np.random.RandomState(3).normal(size=(80, 2)).astype(np.float32)
+    alone = reg.predict([short])[0]
+    beside_longer = reg.predict([short, long])[0]
+    assert alone.shape == (5,)
+    np.testing.assert_allclose(beside_longer, alone, atol=1e-5, rtol=0)
+
+
+def test_equal_length_and_packed_paths_agree():
+    torch.manual_seed(0)
+    network = RecurrentNetwork(
+        n_inputs=3, n_outputs=2, hidden_size=8, bidirectional=True
+    ).eval()
+    padded = torch.randn(4, 6, 3)
+    with torch.no_grad():
+        equal = network(padded, torch.full((4,), 6))
+        # One extra short row forces the packed path for the same four rows.
+        mixed = network(
+            torch.cat([padded, torch.zeros(1, 6, 3)]),
+            torch.tensor([6, 6, 6, 6, 2]),
+        )
+    torch.testing.assert_close(mixed[:4], equal, atol=1e-6, rtol=0)
+
+
+def test_forget_gate_bias_is_initialised():
+    network = RecurrentNetwork(n_inputs=2, n_outputs=2, hidden_size=5, forget_bias=2.5)
+    bias_ih = network.rnn.bias_ih_l0.detach()
+    bias_hh = network.rnn.bias_hh_l0.detach()
+    forget = slice(5, 10)
+    assert torch.all(bias_ih[forget] + bias_hh[forget] == 2.5)
+    gru = RecurrentNetwork(
+        n_inputs=2, n_outputs=2, hidden_size=5, cell="gru", forget_bias=-1.0
+    )
+    assert torch.all(gru.rnn.bias_ih_l0.detach()[forget] == -1.0)
+
+
+def test_standardisation_buffers_are_applied():
+    network = RecurrentNetwork(
+        n_inputs=1,
+        n_outputs=1,
+        feature_mean=torch.tensor([10.0]),
+        feature_scale=torch.tensor([2.0]),
+    ).eval()
+    reference = RecurrentNetwork(n_inputs=1, n_outputs=1).eval()
+    reference.load_state_dict(
+        {
+            **network.state_dict(),
+            "feature_mean": torch.zeros(1),
+            "feature_scale": torch.ones(1),
+        }
+    )
+    x = torch.randn(2, 4, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            network(x * 2 + 10, torch.full((2,), 4)),
+            reference(x, torch.full((2,), 4)),
+        )

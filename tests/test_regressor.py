@@ -1,0 +1,107 @@
+"""LSTMRegressor: target shapes, scaling, per-step regression."""
+
+import numpy as np
+import pytest
+
+from sklstm import LSTMRegressor
+
+from .conftest import make_ragged_sequences
+
+FAST = dict(hidden_size=16, max_epochs=3, random_state=0)
+
+
+def _data(n_samples=80, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 12, 2)).astype(np.float32)
+    y = X[:, -4:, 0].sum(axis=1)
+    return X, y
+
+
+def test_1d_target_gives_1d_predictions():
+    X, y = _data()
+    assert LSTMRegressor(**FAST).fit(X, y).predict(X).shape == (80,)
+
+
+def test_2d_target_gives_2d_predictions_even_with_one_column():
+    X, y = _data()
+    reg = LSTMRegressor(**FAST).fit(X, np.c_[y, -y, 2 * y])
+    assert reg.predict(X).shape == (80, 3)
+    assert reg.n_outputs_ == 3
+    column = LSTMRegressor(**FAST).fit(X, y[:, None])
+    assert column.predict(X).shape == (80, 1)
+
+
+def test_learns_and_predicts_on_the_scale_of_the_targets():
+    X, y = _data(n_samples=200)
+    far_away = 1000 + 50 * y
+    reg = LSTMRegressor(hidden_size=32, max_epochs=40, random_state=0)
+    reg.fit(X, far_away)
+    assert reg.score(X, far_away) > 0.8
+    assert abs(reg.predict(X).mean() - far_away.mean()) < 10
+
+
+def test_same_seed_gives_identical_predictions():
+    X, y = _data()
+    first = LSTMRegressor(**FAST).fit(X, y).predict(X)
+    second = LSTMRegressor(**FAST).fit(X, y).predict(X)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_ragged_regression():
+    X, _ = make_ragged_sequences()
+    y = np.array([x[:, 0].sum() for x in X])
+    reg = LSTMRegressor(**FAST).fit(X, y)
+    assert reg.predict(X).shape == (len(X),)
+
+
+def test_sequence_mode_one_value_per_step_ragged_in_ragged_out():
+    X, _ = make_ragged_sequences(n_samples=50, min_length=3, max_length=15)
+    y = [np.cumsum(x[:, 0]) for x in X]  # running sum: needs memory
+    reg = LSTMRegressor(
+        hidden_size=32,
+        max_epochs=40,
+        lr=0.01,
+        random_state=0,
+        output_mode="sequence",
+    ).fit(X, y)
+    predicted = reg.predict(X)
+    assert isinstance(predicted, list)
+    assert [p.shape for p in predicted] == [(len(x),) for x in X]
+    assert reg.score(X, y) > 0.8
+
+
+def test_sequence_mode_vector_per_step():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 6, 2))
+    y = np.stack([X[:, :, 0], X[:, :, 1] * 2], axis=-1)
+    reg = LSTMRegressor(**FAST, output_mode="sequence").fit(X, y)
+    assert reg.predict(X).shape == (30, 6, 2)
+    ragged_y = [row for row in y]
+    assert LSTMRegressor(**FAST, output_mode="sequence").fit(list(X), ragged_y).predict(
+        list(X)
+    )[0].shape == (6, 2)
+
+
+def test_sequence_mode_rejects_mismatched_steps():
+    X, _ = make_ragged_sequences(n_samples=5)
+    y = [x[:, 0] for x in X]
+    y[2] = y[2][:1]
+    with pytest.raises(ValueError, match=r"y\[2\] has 1 steps"):
+        LSTMRegressor(**FAST, output_mode="sequence").fit(X, y)
+
+
+def test_non_finite_targets_are_rejected():
+    X, y = _data()
+    y[3] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN"):
+        LSTMRegressor(**FAST).fit(X, y)
+
+
+def test_partial_fit_continues_on_new_batches():
+    X, y = _data()
+    reg = LSTMRegressor(**FAST)
+    reg.partial_fit(X[:40], y[:40])
+    reg.partial_fit(X[40:], y[40:])
+    assert reg.n_iter_ == 2
+    with pytest.raises(ValueError, match="outputs"):
+        reg.partial_fit(X, np.c_[y, y])
