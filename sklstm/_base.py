@@ -341,25 +341,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             padded=place(subset.padded, device),
             lengths=torch.from_numpy(subset.lengths),
             targets=place(np.ascontiguousarray(targets), device),
-            weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
+            weights=None
+            if not per_step and (weights == 1).all()
+            else place(np.ascontiguousarray(weights, dtype=np.float32), device),
             equal_lengths=subset.equal_lengths,
             per_step=per_step,
         )
 
     def _feature_statistics(self, sequences):
         """Per-feature mean and scale over valid (unpadded) steps."""
-        n_features = sequences.n_features
         if not self.standardize:
-            return np.zeros(n_features), np.ones(n_features)
-        if sequences.equal_lengths:
-            values = sequences.padded.reshape(-1, n_features)
-            mean = values.mean(axis=0, dtype=np.float64)
-            var = values.var(axis=0, dtype=np.float64)
-        else:
-            mask = np.arange(sequences.padded.shape[1]) < sequences.lengths[:, None]
-            values = sequences.padded[mask]
-            mean = values.mean(axis=0, dtype=np.float64)
-            var = values.var(axis=0, dtype=np.float64)
+            return None, None
+        mean, var = feature_moments(sequences)
         scale = np.sqrt(var)
         # Constant features are centred but not scaled.
         scale[scale < 1e-8] = 1.0
@@ -383,8 +376,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             conv_filters=tuple(self.conv_filters or ()),
             conv_kernel_size=self.conv_kernel_size,
             forget_bias=self.forget_bias,
-            feature_mean=torch.as_tensor(mean),
-            feature_scale=torch.as_tensor(scale),
+            feature_mean=None if mean is None else torch.as_tensor(mean),
+            feature_scale=None if scale is None else torch.as_tensor(scale),
         )
         callbacks = []
         if self.gradient_clip is not None:
@@ -501,6 +494,39 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """The torch device the fitted network lives on."""
         check_is_fitted(self)
         return torch.device(self.net_.device)
+
+
+def feature_moments(sequences, chunk_steps=1 << 20):
+    """Mean and variance of each feature over valid steps, in float64.
+
+    Works through the data in chunks of about ``chunk_steps`` time steps and
+    merges the partial moments (Chan et al.), so large inputs never get a
+    full float64 copy.
+    """
+    n_features = sequences.n_features
+    rows_per_chunk = max(1, chunk_steps // max(1, sequences.padded.shape[1]))
+    count = 0
+    mean = np.zeros(n_features)
+    sum_squares = np.zeros(n_features)
+    for start in range(0, sequences.n_samples, rows_per_chunk):
+        block = sequences.padded[start : start + rows_per_chunk]
+        lengths = sequences.lengths[start : start + rows_per_chunk]
+        if sequences.equal_lengths:
+            values = block.reshape(-1, n_features).astype(np.float64)
+        else:
+            values = block[np.arange(block.shape[1]) < lengths[:, None]]
+            values = values.astype(np.float64)
+        block_count = len(values)
+        block_mean = values.mean(axis=0)
+        block_squares = ((values - block_mean) ** 2).sum(axis=0)
+        delta = block_mean - mean
+        total = count + block_count
+        mean = mean + delta * block_count / total
+        sum_squares = (
+            sum_squares + block_squares + delta**2 * count * block_count / total
+        )
+        count = total
+    return mean, sum_squares / count
 
 
 def valid_step_mask(sequences):

@@ -278,9 +278,13 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         correct = 0.0
         total = 0.0
         for outputs, (_, _, targets, weights) in collected:
-            hits = (outputs.argmax(dim=-1) == targets).to(weights.dtype)
-            correct += float((hits * weights).sum())
-            total += float(weights.sum())
+            hits = (outputs.argmax(dim=-1) == targets).to(outputs.dtype)
+            if weights is None:
+                correct += float(hits.sum())
+                total += hits.numel()
+            else:
+                correct += float((hits * weights).sum())
+                total += float(weights.sum())
         return correct / total
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -66,6 +66,7 @@ class RecurrentNetwork(nn.Module):
         scale = torch.ones(n_inputs) if feature_scale is None else feature_scale
         self.register_buffer("feature_mean", torch.as_tensor(mean).float())
         self.register_buffer("feature_scale", torch.as_tensor(scale).float())
+        self.standardize = feature_mean is not None or feature_scale is not None
 
         convolutions = []
         channels = n_inputs
@@ -108,7 +109,9 @@ class RecurrentNetwork(nn.Module):
         # Lengths live on the CPU, so this check costs no device sync.
         equal_lengths = bool(lengths.min() == n_timesteps)
         mask = None
-        x = (padded - self.feature_mean) / self.feature_scale
+        x = padded
+        if self.standardize:
+            x = (x - self.feature_mean) / self.feature_scale
         if not equal_lengths:
             steps = torch.arange(n_timesteps, device=padded.device)
             mask = steps[None, :] < lengths.to(padded.device)[:, None]
@@ -140,6 +143,8 @@ class RecurrentNetwork(nn.Module):
 
     def _pool(self, states, lengths, mask):
         if self.pooling == "last":
+            if mask is None and not self.bidirectional:
+                return states[:, -1]
             return _last_states(states, lengths, self.bidirectional)
         if self.pooling == "mean":
             if mask is None:

@@ -241,6 +241,8 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         predictions, truths, weights = [], [], []
         for outputs, (_, _, targets, step_weights) in collected:
             n_outputs = outputs.shape[-1]
+            if step_weights is None:
+                step_weights = outputs.new_ones(outputs.shape[:-1])
             keep = step_weights.reshape(-1) > 0
             predictions.append(outputs.reshape(-1, n_outputs)[keep])
             truths.append(targets.reshape(-1, n_outputs)[keep].to(outputs.dtype))

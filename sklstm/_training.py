@@ -155,6 +155,11 @@ class WeightedLoss(nn.Module):
     def forward(self, outputs, targets, weights):
         if outputs.dtype in (torch.float16, torch.bfloat16):
             outputs = outputs.float()
+        if weights is None:
+            # Every weight is 1: the plain mean, with no extra kernels.
+            if self.task == "classification":
+                return F.cross_entropy(outputs, targets)
+            return F.mse_loss(outputs, targets)
         if self.task == "classification":
             losses = F.cross_entropy(
                 outputs.reshape(-1, outputs.shape[-1]),
@@ -229,19 +234,27 @@ class SequenceNet(NeuralNet):
         if iterator is None:
             return
         self.module_.train(training)
-        total_loss = 0.0
-        total_weight = 0.0
+        losses = []
+        batch_weights = []
         collected = []
         for batch in iterator:
             self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
-            batch_weight = batch[3].sum()
-            total_loss = total_loss + step["loss"].detach() * batch_weight
-            total_weight = total_weight + batch_weight
+            # Kept as tensors: reading a loss would wait for the device.
+            losses.append(step["loss"].detach())
+            weights = batch[3]
+            batch_weights.append(len(batch[1]) if weights is None else weights.sum())
             if not training and self.score_fn is not None:
                 collected.append((step["y_pred"].float(), batch))
             self.notify("on_batch_end", batch=batch, training=training, **step)
-        epoch_loss = float(total_loss / total_weight)
+        if isinstance(batch_weights[0], int):
+            batch_weights = torch.tensor(batch_weights, device=losses[0].device)
+        else:
+            batch_weights = torch.stack(batch_weights)
+        batch_weights = batch_weights.to(losses[0].dtype)
+        epoch_loss = float(
+            (torch.stack(losses) * batch_weights).sum() / batch_weights.sum()
+        )
         if training and not math.isfinite(epoch_loss):
             raise TrainingDiverged(epoch_loss)
         self.history.record(prefix + "_loss", epoch_loss)

@@ -1,0 +1,179 @@
+"""What does the wrapper cost? sklstm vs skorch vs a hand-written torch loop.
+
+The same LSTM (last hidden state -> linear), data, epochs and batch size are
+trained three ways, in interleaved rounds so that machine noise hits all
+three alike; the table shows median seconds and the ratio to the
+hand-written loop. Prediction throughput (batches of 1024) is compared with
+a plain ``torch.no_grad`` loop.
+
+Run: ``python benchmarks/overhead.py [--rounds 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from sklstm import LSTMClassifier
+
+CONFIGS = [
+    dict(n_samples=2000, n_timesteps=50, n_features=8, hidden=64, batch=64, epochs=5),
+    dict(n_samples=5000, n_timesteps=20, n_features=4, hidden=16, batch=32, epochs=3),
+]
+
+
+class LastStepLSTM(nn.Module):
+    """The plain model everyone writes: LSTM, last step, linear layer."""
+
+    def __init__(self, n_features=8, hidden=64, n_classes=2):
+        super().__init__()
+        self.lstm = nn.LSTM(n_features, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, X):
+        states, _ = self.lstm(X)
+        return self.head(states[:, -1])
+
+
+def make_data(config, seed=0):
+    rng = np.random.RandomState(seed)
+    shape = (config["n_samples"], config["n_timesteps"], config["n_features"])
+    X = rng.normal(size=shape).astype(np.float32)
+    y = (X[:, :, 0].mean(axis=1) > 0).astype(np.int64)
+    return X, y
+
+
+def hand_written(X, y, config, seed=0):
+    torch.manual_seed(seed)
+    model = LastStepLSTM(config["n_features"], config["hidden"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(config["epochs"]):
+        order = torch.randperm(len(X_t))
+        for index in order.split(config["batch"]):
+            optimizer.zero_grad()
+            loss = loss_fn(model(X_t[index]), y_t[index])
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - start, model
+
+
+def with_skorch(X, y, config, seed=0):
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        LastStepLSTM,
+        module__n_features=config["n_features"],
+        module__hidden=config["hidden"],
+        criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=config["epochs"],
+        batch_size=config["batch"],
+        train_split=None,
+        verbose=0,
+    )
+    start = time.perf_counter()
+    net.fit(X, y)
+    return time.perf_counter() - start, net
+
+
+def with_sklstm(X, y, config, seed=0):
+    clf = LSTMClassifier(
+        hidden_size=config["hidden"],
+        num_layers=1,
+        bidirectional=False,
+        cell="lstm",
+        dropout=0.0,
+        pooling="last",
+        conv_filters=None,
+        standardize=False,
+        max_epochs=config["epochs"],
+        batch_size=config["batch"],
+        lr=1e-3,
+        optimizer="adam",
+        lr_schedule=None,
+        gradient_clip=None,
+        early_stopping=False,
+        device="cpu",
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    clf.fit(X, y)
+    return time.perf_counter() - start, clf
+
+
+def predict_throughput(X, model, clf):
+    """Sequences per second: plain no_grad loop vs ``predict_proba``."""
+    X_t = torch.from_numpy(X)
+    model.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in X_t.split(1024):
+            torch.softmax(model(batch), dim=1)
+    plain = time.perf_counter() - start
+    start = time.perf_counter()
+    clf.predict_proba(X)
+    wrapped = time.perf_counter() - start
+    return len(X) / plain, len(X) / wrapped
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} interleaved rounds (median seconds)"
+    )
+    print()
+    print("| config | hand-written | skorch | sklstm | skorch/hand | sklstm/hand |")
+    print("|---|---|---|---|---|---|")
+    throughput_rows = []
+    for config in CONFIGS:
+        X, y = make_data(config)
+        with_sklstm(X[:64], y[:64], {**config, "epochs": 1})  # warm-up
+        times = {"hand": [], "skorch": [], "sklstm": []}
+        for round_index in range(args.rounds):
+            runners = [("hand", hand_written), ("skorch", with_skorch),
+                       ("sklstm", with_sklstm)]
+            # Rotate the order each round so no runner always goes first.
+            shift = round_index % 3
+            for name, runner in runners[shift:] + runners[:shift]:
+                seconds, fitted = runner(X, y, config, seed=round_index)
+                times[name].append(seconds)
+                if name == "hand":
+                    model = fitted
+                elif name == "sklstm":
+                    clf = fitted
+        hand, skorch_s, ours = (statistics.median(times[k]) for k in times)
+        label = (
+            f"N={config['n_samples']} T={config['n_timesteps']} "
+            f"F={config['n_features']} h={config['hidden']} b={config['batch']} "
+            f"e={config['epochs']}"
+        )
+        print(f"| {label} | {hand:.2f} | {skorch_s:.2f} | {ours:.2f} | "
+              f"{skorch_s / hand:.3f} | {ours / hand:.3f} |")
+        rates = [predict_throughput(X, model, clf) for _ in range(args.rounds)]
+        plain = statistics.median(r[0] for r in rates)
+        wrapped = statistics.median(r[1] for r in rates)
+        throughput_rows.append((label, plain, wrapped))
+    print()
+    print("| config | no_grad loop (seq/s) | sklstm predict_proba (seq/s) | ratio |")
+    print("|---|---|---|---|")
+    for label, plain, wrapped in throughput_rows:
+        print(f"| {label} | {plain:,.0f} | {wrapped:,.0f} | {wrapped / plain:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared estimator logic: statistics over valid steps, parameters."""
+
+import numpy as np
+import pytest
+
+from sklstm import LSTMClassifier
+from sklstm._base import feature_moments
+from sklstm._sequences import to_sequences
+
+from .conftest import make_classification_sequences, make_ragged_sequences
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 7, 1 << 20])
+def test_feature_moments_ignore_padding_and_do_not_depend_on_chunking(chunk_steps):
+    X, _ = make_ragged_sequences(n_samples=25)
+    valid = np.concatenate(X).astype(np.float64)
+    mean, var = feature_moments(to_sequences(X), chunk_steps=chunk_steps)
+    np.testing.assert_allclose(mean, valid.mean(axis=0))
+    np.testing.assert_allclose(var, valid.var(axis=0))
+
+
+def test_standardisation_is_learned_on_valid_steps_only():
+    X, y = make_ragged_sequences(n_samples=30)
+    shifted = [x * 3 + 100 for x in X]
+    clf = LSTMClassifier(max_epochs=1, random_state=0).fit(shifted, y)
+    valid = np.concatenate(shifted)
+    module = clf.net_.module_
+    np.testing.assert_allclose(module.feature_mean.numpy(), valid.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(module.feature_scale.numpy(), valid.std(0), rtol=1e-5)
+
+
+def test_invalid_parameters_are_rejected_at_fit():
+    X, y = make_classification_sequences(n_samples=10)
+    for params, error, message in [
+        (dict(conv_filters=(8, 0)), ValueError, "conv_filters"),
+        (dict(conv_kernel_size=4), ValueError, "odd"),
+        (dict(callbacks=["not a callback"]), TypeError, "Callback"),
+        (dict(device="banana"), ValueError, "not a torch device"),
+    ]:
+        with pytest.raises(error, match=message):
+            LSTMClassifier(max_epochs=1, **params).fit(X, y)
