@@ -145,8 +145,11 @@ def main():
         with_sklstm(X[:64], y[:64], {**config, "epochs": 1})  # warm-up
         times = {"hand": [], "skorch": [], "sklstm": []}
         for round_index in range(args.rounds):
-            runners = [("hand", hand_written), ("skorch", with_skorch),
-                       ("sklstm", with_sklstm)]
+            runners = [
+                ("hand", hand_written),
+                ("skorch", with_skorch),
+                ("sklstm", with_sklstm),
+            ]
             # Rotate the order each round so no runner always goes first.
             shift = round_index % 3
             for name, runner in runners[shift:] + runners[:shift]:
@@ -162,8 +165,10 @@ def main():
             f"F={config['n_features']} h={config['hidden']} b={config['batch']} "
             f"e={config['epochs']}"
         )
-        print(f"| {label} | {hand:.2f} | {skorch_s:.2f} | {ours:.2f} | "
-              f"{skorch_s / hand:.3f} | {ours / hand:.3f} |")
+        print(
+            f"| {label} | {hand:.2f} | {skorch_s:.2f} | {ours:.2f} | "
+            f"{skorch_s / hand:.3f} | {ours / hand:.3f} |"
+        )
         rates = [predict_throughput(X, model, clf) for _ in range(args.rounds)]
         plain = statistics.median(r[0] for r in rates)
         wrapped = statistics.median(r[1] for r in rates)

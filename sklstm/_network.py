@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -79,15 +78,35 @@ class RecurrentNetwork(nn.Module):
             channels = filters
         self.convolutions = nn.ModuleList(convolutions)
 
-        self.rnn = _CELLS[cell](
-            input_size=channels,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
-        _init_gate_bias(self.rnn, cell, hidden_size, forget_bias)
+        recurrent = _CELLS[cell]
+        if bidirectional:
+            # One unidirectional module per direction and layer: the backward
+            # one reads each sequence reversed within its own length, so it
+            # starts on real data, never on padding (see _bidirectional).
+            self.rnn = None
+            self.layers = nn.ModuleList()
+            for layer in range(num_layers):
+                size = channels if layer == 0 else 2 * hidden_size
+                self.layers.append(
+                    nn.ModuleList(
+                        [
+                            recurrent(size, hidden_size, batch_first=True)
+                            for _ in range(2)
+                        ]
+                    )
+                )
+            self.between_layers = nn.Dropout(dropout)
+        else:
+            self.rnn = recurrent(
+                input_size=channels,
+                hidden_size=hidden_size,
+                num_layers=num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,
+            )
+        for module in self.modules():
+            if isinstance(module, nn.RNNBase):
+                _init_gate_bias(module, hidden_size, forget_bias)
         state_size = hidden_size * (2 if bidirectional else 1)
         self.attention = nn.Linear(state_size, 1) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
@@ -126,20 +145,35 @@ class RecurrentNetwork(nn.Module):
                     x = x * mask[:, None, :].to(x.dtype)
             x = x.transpose(1, 2)
 
-        if equal_lengths:
+        if self.rnn is not None:
+            # Forward recurrence: steps past a sequence's end cannot reach
+            # its valid outputs, so the padded batch runs as is, on the fast
+            # fused kernels (packing would be several times slower on CPU).
             states, _ = self.rnn(x)
         else:
-            packed = pack_padded_sequence(
-                x, lengths, batch_first=True, enforce_sorted=False
-            )
-            states, _ = self.rnn(packed)
-            states, _ = pad_packed_sequence(
-                states, batch_first=True, total_length=n_timesteps
-            )
+            states = self._bidirectional(x, lengths, equal_lengths)
 
         if self.output_mode == "sequence":
             return self.head(self.dropout(states))
         return self.head(self.dropout(self._pool(states, lengths, mask)))
+
+    def _bidirectional(self, x, lengths, equal_lengths):
+        if equal_lengths:
+            reverse = lambda values: values.flip(1)  # noqa: E731
+        else:
+            index = _reversal_index(lengths, x.shape[1]).to(x.device)
+
+            def reverse(values):
+                expanded = index[..., None].expand(-1, -1, values.shape[-1])
+                return values.gather(1, expanded)
+
+        for depth, (forward_rnn, backward_rnn) in enumerate(self.layers):
+            if depth:
+                x = self.between_layers(x)
+            forward_states, _ = forward_rnn(x)
+            backward_states, _ = backward_rnn(reverse(x))
+            x = torch.cat([forward_states, reverse(backward_states)], dim=-1)
+        return x
 
     def _pool(self, states, lengths, mask):
         if self.pooling == "last":
@@ -174,7 +208,17 @@ def _last_states(states, lengths, bidirectional):
     return torch.cat([states[batch, last, :half], states[:, 0, half:]], dim=-1)
 
 
-def _init_gate_bias(rnn, cell, hidden_size, forget_bias):
+def _reversal_index(lengths, n_timesteps):
+    """Per row, the time index that reverses the valid steps in place.
+
+    Padding positions map to themselves, so they stay at the end.
+    """
+    steps = torch.arange(n_timesteps)[None, :]
+    last = lengths[:, None] - 1
+    return torch.where(steps <= last, last - steps, steps)
+
+
+def _init_gate_bias(rnn, hidden_size, forget_bias):
     """Set the initial bias of the gate that keeps memory.
 
     LSTM biases are laid out as (input, forget, cell, output) gates; GRU as

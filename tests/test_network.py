@@ -55,7 +55,7 @@ def test_padding_never_changes_per_step_outputs(architecture):
     np.testing.assert_allclose(beside_longer, alone, atol=1e-5, rtol=0)
 
 
-def test_equal_length_and_packed_paths_agree():
+def test_equal_length_and_ragged_paths_agree():
     torch.manual_seed(0)
     network = RecurrentNetwork(
         n_inputs=3, n_outputs=2, hidden_size=8, bidirectional=True
@@ -63,7 +63,7 @@ def test_equal_length_and_packed_paths_agree():
     padded = torch.randn(4, 6, 3)
     with torch.no_grad():
         equal = network(padded, torch.full((4,), 6))
-        # One extra short row forces the packed path for the same four rows.
+        # One extra short row forces the ragged path for the same four rows.
         mixed = network(
             torch.cat([padded, torch.zeros(1, 6, 3)]),
             torch.tensor([6, 6, 6, 6, 2]),
@@ -104,3 +104,38 @@ def test_standardisation_buffers_are_applied():
             network(x * 2 + 10, torch.full((2,), 4)),
             reference(x, torch.full((2,), 4)),
         )
+
+
+def test_bidirectional_reads_each_sequence_backwards_from_its_own_end():
+    torch.manual_seed(0)
+    network = RecurrentNetwork(
+        n_inputs=2,
+        n_outputs=1,
+        hidden_size=4,
+        bidirectional=True,
+        output_mode="sequence",
+    ).eval()
+    sequence = torch.randn(1, 5, 2)
+    padded = torch.cat([sequence, torch.randn(1, 3, 2)], dim=1)
+    with torch.no_grad():
+        alone = network(sequence, torch.tensor([5]))
+        with_garbage_after = network(padded, torch.tensor([5]))
+        # Reversing the sequence swaps the roles of the two directions.
+        backward_half = network.layers[0][1](sequence.flip(1))[0].flip(1)
+        full = torch.cat([network.layers[0][0](sequence)[0], backward_half], -1)
+    torch.testing.assert_close(with_garbage_after[:, :5], alone)
+    torch.testing.assert_close(network.head(full), alone)
+
+
+def test_forget_bias_reaches_every_direction_and_layer():
+    network = RecurrentNetwork(
+        n_inputs=2,
+        n_outputs=2,
+        hidden_size=3,
+        bidirectional=True,
+        num_layers=2,
+        forget_bias=4.0,
+    )
+    for layer in network.layers:
+        for direction in layer:
+            assert torch.all(direction.bias_ih_l0.detach()[3:6] == 4.0)
