@@ -301,8 +301,9 @@ class LSTMForecaster(BaseEstimator):
         Initial bias of the LSTM forget gate (GRU: update gate).
     standardize : bool, default=True
         Standardise each window feature over the training windows.
-    max_epochs : int, default=300
-        Passes over the training windows.
+    max_epochs : int, default=100
+        Passes over the training windows. A series gives few windows (96 for
+        ten years of monthly data), and longer training overfits them.
     batch_size : int, default=16
         Windows per mini-batch.
     lr : float, default=1e-3
@@ -420,7 +421,7 @@ class LSTMForecaster(BaseEstimator):
         conv_kernel_size=5,
         forget_bias=1.0,
         standardize=True,
-        max_epochs=300,
+        max_epochs=100,
         batch_size=16,
         lr=1e-3,
         optimizer="adam",
