@@ -26,9 +26,14 @@ if not os.environ.get("DISPLAY"):
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from aeon.datasets import load_airline
 
 from sklstm.forecasting import LSTMForecaster
+
+# The network is small: one intra-op thread is fastest (several threads mostly
+# wait on each other, badly so on a busy machine).
+torch.set_num_threads(1)
 
 y = np.asarray(load_airline(), dtype=float)
 n_test = 24

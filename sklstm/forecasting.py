@@ -375,7 +375,7 @@ class LSTMForecaster(BaseEstimator):
     >>> from sklstm.forecasting import LSTMForecaster
     >>> t = np.arange(96)
     >>> y = 10 + 0.05 * t + np.sin(2 * np.pi * t / 12)
-    >>> forecaster = LSTMForecaster(max_epochs=5, random_state=0).fit(y)
+    >>> forecaster = LSTMForecaster(max_epochs=2, random_state=0).fit(y)
     >>> forecaster.seasonal_period_, forecaster.window_length_
     (12, 24)
     >>> forecaster.predict(steps=6).shape

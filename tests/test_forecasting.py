@@ -4,12 +4,23 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import TimeSeriesSplit, cross_val_score
 
 from sklstm.forecasting import LSTMForecaster, detect_seasonal_period, make_windows
 
 FAST = dict(max_epochs=3, hidden_size=8, random_state=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # These networks are tiny: extra intra-op threads only wait on each other
+    # (measured 7x slower with 2 threads on a busy 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def seasonal_series(n_timesteps=72, period=12, level=10.0, seed=0):
@@ -363,3 +374,10 @@ def test_fit_errors(y, params, match):
 def test_fit_rejects_misaligned_exogenous():
     with pytest.raises(ValueError, match="one row of X per time step"):
         LSTMForecaster(**FAST).fit(seasonal_series(), np.zeros((70, 1)))
+
+
+def test_forecaster_is_exported_at_top_level():
+    import sklstm
+
+    assert sklstm.LSTMForecaster is LSTMForecaster
+    assert "LSTMForecaster" in sklstm.__all__
