@@ -3,11 +3,13 @@
 from ._classifier import LSTMClassifier
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first, from_long_format
+from .forecasting import LSTMForecaster
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "LSTMClassifier",
+    "LSTMForecaster",
     "LSTMRegressor",
     "from_channels_first",
     "from_long_format",
