@@ -18,6 +18,7 @@ from skorch.callbacks import (
     GradientNormClipping,
     LRScheduler,
 )
+from skorch.utils import noop
 
 from ._network import RecurrentNetwork
 from ._progress import progress_callbacks
@@ -419,7 +420,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                         threshold=self.tol,
                         threshold_mode="abs",
                         load_best=True,
-                        sink=lambda *args, **kwargs: None,
+                        # A module-level function, not a lambda: the
+                        # fitted estimator must stay picklable.
+                        sink=noop,
                     ),
                 )
             )
