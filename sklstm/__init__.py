@@ -3,6 +3,7 @@
 from ._classifier import LSTMClassifier
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first, from_long_format
+from .persistence import load
 
 __version__ = "0.1.0.dev0"
 
@@ -11,5 +12,6 @@ __all__ = [
     "LSTMRegressor",
     "from_channels_first",
     "from_long_format",
+    "load",
     "__version__",
 ]

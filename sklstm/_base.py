@@ -387,6 +387,14 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             feature_mean=torch.as_tensor(mean),
             feature_scale=torch.as_tensor(scale),
         )
+        return self._assemble_net(module_kwargs, device, seed)
+
+    def _assemble_net(self, module_kwargs, device, seed):
+        """The skorch net for this estimator's parameters and a module's kwargs.
+
+        Separate from :meth:`_build_net` so that :func:`sklstm.load` rebuilds a
+        saved net from its stored module kwargs, not from training data.
+        """
         callbacks = []
         if self.gradient_clip is not None:
             callbacks.append(
@@ -504,6 +512,42 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """The torch device the fitted network lives on."""
         check_is_fitted(self)
         return torch.device(self.net_.device)
+
+    # ------------------------------------------------------------------
+    # Saving and export: thin entry points to sklstm.persistence and
+    # sklstm._onnx, which hold the logic.
+    def save(self, path):
+        """Save the fitted estimator to a file that loads without pickle.
+
+        The file is a zip archive of JSON (format version, parameters,
+        ``classes_`` and other fitted attributes, training history) and
+        safetensors weights. :func:`sklstm.load` reads it back without
+        running any code from it, so files from others are safe to load.
+
+        Which to use when: ``save``/:func:`sklstm.load` to keep and share
+        models (safe to load, stable across versions); pickle or joblib for
+        scikit-learn machinery (``n_jobs``, ``Pipeline(memory=...)``) and for
+        estimators holding Python objects such as user ``callbacks``, loading
+        only pickles you made yourself; :meth:`to_onnx` to serve predictions
+        outside Python or without torch.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write. An existing file is replaced only once the new
+            one is complete.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If a parameter has no JSON form (user ``callbacks``, a
+            ``RandomState`` instance); the message says how to fix it.
+        """
+        from .persistence import save
+
+        save(self, path)
 
 
 def valid_step_mask(sequences):
