@@ -549,6 +549,37 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         save(self, path)
 
+    def to_onnx(self, path):
+        """Export the fitted network to an ONNX file, for use without torch.
+
+        The graph's input ``X`` is a float32 array ``(batch, time,
+        features)`` with dynamic batch and time axes: equal-length sequences,
+        as :meth:`predict` receives them in a 3-D array. Its first output is
+        what ``predict_proba`` (classifier) or ``predict`` (regressor)
+        returns for that array. The classifier's second output holds the
+        index of the predicted class in ``classes_``, which the model's
+        metadata lists as JSON under ``"classes"``. The graph computes in
+        float32, also for ``precision="64"`` (ONNX Runtime's recurrent
+        kernels take no float64).
+
+        Needs the ``onnx`` extra: ``pip install "sklstm[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ImportError
+            If ``onnx`` or ``onnxscript`` is not installed.
+        """
+        from ._onnx import export_onnx
+
+        export_onnx(self, path)
+
 
 def valid_step_mask(sequences):
     """Boolean (n_samples, max_timesteps) mask of the unpadded steps."""
