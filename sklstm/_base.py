@@ -460,7 +460,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Run ``epochs`` epochs through skorch; True if the user interrupted."""
         if self.precision == "64":
             net.module_.double()
-        net.notify("on_train_begin", X=data, y=None)
+        # ``epochs`` tells the progress bar its length (1 for partial_fit).
+        net.notify("on_train_begin", X=data, y=None, epochs=epochs)
         interrupted = False
         try:
             net.fit_loop(data, epochs=epochs)
