@@ -1,6 +1,7 @@
 """scikit-learn estimators backed by recurrent neural networks (LSTM, GRU)."""
 
 from ._classifier import LSTMClassifier
+from ._display import HistoryDisplay
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first, from_long_format
 from .persistence import load
@@ -8,6 +9,7 @@ from .persistence import load
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "HistoryDisplay",
     "LSTMClassifier",
     "LSTMRegressor",
     "from_channels_first",
