@@ -147,6 +147,7 @@ class HistoryDisplay:
         loss_style.update(loss_kwargs or {})
         (self.line_loss_,) = ax.plot(epochs, loss, **loss_style)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("training loss")
         lines = [self.line_loss_]
 
@@ -170,7 +171,8 @@ class HistoryDisplay:
                 self.ax_score_.plot(
                     [best], [scores[best - 1]], marker="o", color="C1", linestyle=""
                 )
-        ax.legend(handles=lines, loc="best")
+        # Loss ends low and scores end high: the right middle is usually free.
+        ax.legend(handles=lines, loc="center right")
         if self.estimator_name:
             ax.set_title(f"{self.estimator_name} training history")
         self.ax_ = ax
