@@ -555,13 +555,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         The graph's input ``X`` is a float32 array ``(batch, time,
         features)`` with dynamic batch and time axes: equal-length sequences,
-        as :meth:`predict` receives them in a 3-D array. Its first output is
-        what ``predict_proba`` (classifier) or ``predict`` (regressor)
-        returns for that array. The classifier's second output holds the
-        index of the predicted class in ``classes_``, which the model's
-        metadata lists as JSON under ``"classes"``. The graph computes in
-        float32, also for ``precision="64"`` (ONNX Runtime's recurrent
-        kernels take no float64).
+        as :meth:`predict` receives them in a 3-D array. Run sequences of
+        different lengths one at a time (a batch of one) rather than padded;
+        for a model fitted on a 2-D table, pass ``X[:, :, None]``.
+
+        The first output is what ``predict_proba`` (classifier) or
+        ``predict`` (regressor) returns for that array. The classifier's
+        second output holds the index of the predicted class in
+        ``classes_``, which the model's metadata lists as JSON under
+        ``"classes"``. The graph computes in float32, also for
+        ``precision="64"`` (ONNX Runtime's recurrent kernels take no
+        float64) and ``"bf16-mixed"`` (whose predictions it then matches
+        only to bfloat16 rounding).
 
         Needs the ``onnx`` extra: ``pip install "sklstm[onnx]"``.
 

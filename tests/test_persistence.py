@@ -178,6 +178,19 @@ def test_load_on_cpu_and_leave_random_state_alone(saved):
     assert loaded.device_.type == "cpu"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only machine")
+def test_model_saved_for_cuda_loads_on_cpu(saved, data):
+    # What a model fitted on a GPU looks like: its device parameter names CUDA.
+    def fitted_on_gpu(metadata):
+        metadata["params"]["device"] = "cuda"
+
+    _edit_metadata(saved, fitted_on_gpu)
+    loaded = sklstm.load(saved)
+    assert loaded.device == "cuda"
+    assert loaded.device_.type == "cpu"
+    assert loaded.predict(data[0]).shape == (len(data[0]),)
+
+
 def test_loaded_model_trains_further(data, tmp_path):
     X, y = data
     loaded = _round_trip(LSTMClassifier(**TINY).fit(X, y), tmp_path)
