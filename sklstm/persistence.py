@@ -304,7 +304,9 @@ def _describe(path):
 def _read_archive(path, where):
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, NotImplementedError, EOFError):
+        # NotImplementedError: zipfile's word for damage that looks like an
+        # unsupported zip feature (version, compression).
         raise ValueError(_not_a_model_message(path, where)) from None
     with archive:
         names = set(archive.namelist())
@@ -356,7 +358,13 @@ def _read_member(archive, name, where, limit=_MAX_METADATA_BYTES):
         )
     try:
         return archive.read(name)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+    ) as exc:
         raise ValueError(
             f"{where} is corrupt: {name} cannot be read ({exc}). Save the model again."
         ) from None

@@ -314,6 +314,16 @@ def test_crc_mismatch(saved):
         sklstm.load(saved)
 
 
+def test_damage_that_zipfile_calls_unsupported(saved):
+    content = bytearray(saved.read_bytes())
+    directory_entry = content.index(b"PK\x01\x02")
+    # "Version needed to extract" of the first member: no such zip version.
+    content[directory_entry + 6 : directory_entry + 8] = b"\xff\x00"
+    saved.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match="not an sklstm model file"):
+        sklstm.load(saved)
+
+
 def test_corrupt_json(saved):
     entries = _archive_entries(saved)
     entries["metadata.json"] = b'{"format": "sklstm-model", '
