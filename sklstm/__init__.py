@@ -1,17 +1,21 @@
 """scikit-learn estimators backed by recurrent neural networks (LSTM, GRU)."""
 
 from ._classifier import LSTMClassifier
+from ._display import HistoryDisplay
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first, from_long_format
 from .forecasting import LSTMForecaster
+from .persistence import load
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "HistoryDisplay",
     "LSTMClassifier",
     "LSTMForecaster",
     "LSTMRegressor",
     "from_channels_first",
     "from_long_format",
+    "load",
     "__version__",
 ]

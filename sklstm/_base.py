@@ -18,6 +18,7 @@ from skorch.callbacks import (
     GradientNormClipping,
     LRScheduler,
 )
+from skorch.utils import noop
 
 from ._network import RecurrentNetwork
 from ._progress import progress_callbacks
@@ -379,6 +380,14 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),
         )
+        return self._assemble_net(module_kwargs, device, seed)
+
+    def _assemble_net(self, module_kwargs, device, seed):
+        """The skorch net for this estimator's parameters and a module's kwargs.
+
+        Separate from :meth:`_build_net` so that :func:`sklstm.load` rebuilds a
+        saved net from its stored module kwargs, not from training data.
+        """
         callbacks = []
         if self.gradient_clip is not None:
             callbacks.append(
@@ -412,7 +421,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                         threshold=self.tol,
                         threshold_mode="abs",
                         load_best=True,
-                        sink=lambda *args, **kwargs: None,
+                        # A module-level function, not a lambda: the
+                        # fitted estimator must stay picklable.
+                        sink=noop,
                     ),
                 )
             )
@@ -442,7 +453,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Run ``epochs`` epochs through skorch; True if the user interrupted."""
         if self.precision == "64":
             net.module_.double()
-        net.notify("on_train_begin", X=data, y=None)
+        # ``epochs`` tells the progress bar its length (1 for partial_fit).
+        all_callbacks = net.callbacks_
+        if data.valid is None:
+            # partial_fit holds no data out: callbacks that watch validation
+            # numbers (early stopping, a plateau schedule on valid_loss) sit
+            # this training out.
+            net.callbacks_ = [
+                (name, callback)
+                for name, callback in all_callbacks
+                if not str(getattr(callback, "monitor", "")).startswith("valid")
+            ]
+        net.notify("on_train_begin", X=data, y=None, epochs=epochs)
         interrupted = False
         try:
             net.fit_loop(data, epochs=epochs)
@@ -459,7 +481,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         finally:
             if hasattr(net, "shuffle_generator_"):
                 del net.shuffle_generator_
-        net.notify("on_train_end", X=data, y=None)
+        try:
+            net.notify("on_train_end", X=data, y=None)
+        finally:
+            net.callbacks_ = all_callbacks
         if interrupted and len(net.history) == 0:
             raise KeyboardInterrupt
         return interrupted
@@ -494,6 +519,78 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """The torch device the fitted network lives on."""
         check_is_fitted(self)
         return torch.device(self.net_.device)
+
+    # ------------------------------------------------------------------
+    # Saving and export: thin entry points to sklstm.persistence and
+    # sklstm._onnx, which hold the logic.
+    def save(self, path):
+        """Save the fitted estimator to a file that loads without pickle.
+
+        The file is a zip archive of JSON (format version, parameters,
+        ``classes_`` and other fitted attributes, training history) and
+        safetensors weights. :func:`sklstm.load` reads it back without
+        running any code from it, so files from others are safe to load.
+
+        Which to use when: ``save``/:func:`sklstm.load` to keep and share
+        models (safe to load, stable across versions); pickle or joblib for
+        scikit-learn machinery (``n_jobs``, ``Pipeline(memory=...)``) and for
+        estimators holding Python objects such as user ``callbacks``, loading
+        only pickles you made yourself; :meth:`to_onnx` to serve predictions
+        outside Python or without torch.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write. An existing file is replaced only once the new
+            one is complete.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If a parameter has no JSON form (user ``callbacks``, a
+            ``RandomState`` instance); the message says how to fix it.
+        """
+        from .persistence import save
+
+        save(self, path)
+
+    def to_onnx(self, path):
+        """Export the fitted network to an ONNX file, for use without torch.
+
+        The graph's input ``X`` is a float32 array ``(batch, time,
+        features)`` with dynamic batch and time axes: equal-length sequences,
+        as :meth:`predict` receives them in a 3-D array. Run sequences of
+        different lengths one at a time (a batch of one) rather than padded;
+        for a model fitted on a 2-D table, pass ``X[:, :, None]``.
+
+        The first output is what ``predict_proba`` (classifier) or
+        ``predict`` (regressor) returns for that array. The classifier's
+        second output holds the index of the predicted class in
+        ``classes_``, which the model's metadata lists as JSON under
+        ``"classes"``. The graph computes in float32, also for
+        ``precision="64"`` (ONNX Runtime's recurrent kernels take no
+        float64) and ``"bf16-mixed"`` (whose predictions it then matches
+        only to bfloat16 rounding).
+
+        Needs the ``onnx`` extra: ``pip install "sklstm[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write the ``.onnx`` file.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ImportError
+            If ``onnx`` or ``onnxscript`` is not installed.
+        """
+        from ._onnx import export_onnx
+
+        export_onnx(self, path)
 
 
 def feature_moments(sequences, chunk_steps=1 << 20):

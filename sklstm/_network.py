@@ -112,13 +112,15 @@ class RecurrentNetwork(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(state_size, n_outputs)
 
-    def forward(self, padded, lengths):
+    def forward(self, padded, lengths=None):
         """Outputs for a batch.
 
         Parameters
         ----------
         padded : tensor of shape (batch, max_timesteps, n_inputs)
-        lengths : int64 tensor of shape (batch,), on the CPU
+        lengths : int64 tensor of shape (batch,), on the CPU, or None
+            None: every sequence fills all ``max_timesteps`` steps. The ONNX
+            export takes this path, as a traced graph cannot branch on data.
 
         Returns
         -------
@@ -126,7 +128,7 @@ class RecurrentNetwork(nn.Module):
         """
         n_timesteps = padded.shape[1]
         # Lengths live on the CPU, so this check costs no device sync.
-        equal_lengths = bool(lengths.min() == n_timesteps)
+        equal_lengths = lengths is None or bool(lengths.min() == n_timesteps)
         mask = None
         x = padded
         if self.standardize:
@@ -200,12 +202,15 @@ class RecurrentNetwork(nn.Module):
 
 def _last_states(states, lengths, bidirectional):
     """Forward state at each sequence's last step (+ backward state at 0)."""
-    batch = torch.arange(states.shape[0], device=states.device)
-    last = (lengths - 1).to(states.device)
+    if lengths is None:
+        forward_states = states[:, -1]
+    else:
+        batch = torch.arange(states.shape[0], device=states.device)
+        forward_states = states[batch, (lengths - 1).to(states.device)]
     if not bidirectional:
-        return states[batch, last]
+        return forward_states
     half = states.shape[-1] // 2
-    return torch.cat([states[batch, last, :half], states[:, 0, half:]], dim=-1)
+    return torch.cat([forward_states[:, :half], states[:, 0, half:]], dim=-1)
 
 
 def _reversal_index(lengths, n_timesteps):

@@ -247,3 +247,13 @@ def test_gradient_clip_and_schedules_train():
     ):
         clf = LSTMClassifier(**FAST, **options).fit(X, y)
         assert np.isfinite(clf.loss_curve_).all(), options
+
+
+def test_partial_fit_works_with_early_stopping_set():
+    X, y = make_classification_sequences()
+    clf = LSTMClassifier(**FAST, early_stopping=True)
+    clf.partial_fit(X, y, classes=["down", "up"])
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 2
+    clf.set_params(warm_start=True).fit(X, y)
+    assert clf.validation_scores_ is not None

@@ -1,0 +1,171 @@
+"""ONNX export of a fitted estimator's network, for serving without torch."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import json
+import logging
+import os
+import warnings
+
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+INPUT_NAME = "X"
+
+
+class _ExportedNetwork(nn.Module):
+    """The fitted network plus what ``predict``/``predict_proba`` add to it.
+
+    Takes equal-length sequences only (no lengths input), so the graph has no
+    packing and no data-dependent branches. Classifier: softmax
+    probabilities and the predicted class index. Regressor: predictions
+    mapped back from the standardised target scale.
+    """
+
+    def __init__(
+        self, network, *, task, target_mean=None, target_scale=None, single_output=False
+    ):
+        super().__init__()
+        self.network = network
+        self.task = task
+        self.single_output = single_output
+        if task == "regression":
+            self.register_buffer(
+                "target_mean", torch.as_tensor(target_mean, dtype=torch.float64)
+            )
+            self.register_buffer(
+                "target_scale", torch.as_tensor(target_scale, dtype=torch.float64)
+            )
+
+    def forward(self, X):
+        outputs = self.network(X).double()
+        if self.task == "classification":
+            probabilities = torch.softmax(outputs, dim=-1)
+            return probabilities.float(), probabilities.argmax(dim=-1)
+        values = outputs * self.target_scale + self.target_mean
+        if self.single_output:
+            values = values[..., 0]
+        return values.float()
+
+
+def _check_exporter_installed():
+    missing = [
+        name
+        for name in ("onnx", "onnxscript")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ImportError(
+            f"to_onnx needs {' and '.join(missing)}, which torch's ONNX "
+            'exporter uses. Install them with: pip install "sklstm[onnx]"'
+        )
+
+
+@contextlib.contextmanager
+def _fresh_rnn_kernels():
+    """Clear torch's cached Python kernels of the LSTM and GRU ops, around export.
+
+    For dynamic sequence lengths the exporter swaps in loop-based LSTM/GRU
+    decompositions by editing the ops' kernel tables, which does not reset
+    the ops' dispatch caches: from the second export in a process on, the
+    cached unrolled decomposition wins and the time axis silently becomes
+    fixed. Clearing the caches before and after makes every export see
+    the exporter's kernels, and later tracing see torch's own again.
+    """
+
+    def clear():
+        for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+            cache = getattr(op, "_dispatch_cache", None)
+            if cache is not None:
+                cache.clear()
+
+    clear()
+    try:
+        yield
+    finally:
+        clear()
+
+
+def _symbolic_axes(program):
+    """Names of the graph input's dimensions: str when dynamic, int when fixed."""
+    return list(program.model.graph.inputs[0].shape)
+
+
+def export_onnx(estimator, path):
+    """Write the ONNX graph of a fitted estimator to ``path``.
+
+    See :meth:`LSTMClassifier.to_onnx`; this is the function behind it.
+    """
+    check_is_fitted(estimator)
+    _check_exporter_installed()
+    from . import __version__
+
+    # float32 throughout: ONNX Runtime's LSTM and GRU kernels take no
+    # float64, and float32 is what serving expects.
+    network = copy.deepcopy(estimator.net_.module_).cpu().float().eval()
+    if estimator._task == "classification":
+        wrapper = _ExportedNetwork(network, task="classification")
+        output_names = ["probabilities", "class_index"]
+        metadata = {"classes": json.dumps(estimator.classes_.tolist())}
+    else:
+        wrapper = _ExportedNetwork(
+            network,
+            task="regression",
+            target_mean=estimator._target_mean,
+            target_scale=estimator._target_scale,
+            single_output=estimator._single_output,
+        )
+        output_names = ["predictions"]
+        metadata = {}
+    metadata.update(
+        sklstm_version=__version__,
+        estimator=type(estimator).__name__,
+        output_mode=estimator.output_mode,
+    )
+    wrapper.eval()
+
+    example = torch.zeros(2, 3, estimator._n_step_features, dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1)
+    time = torch.export.Dim("time", min=1)
+    # The exporter reports its progress through print, logging and warnings
+    # (some of them deprecation notices about torch internals): none of that
+    # concerns the user, so keep it out of their output.
+    exporter_logger = logging.getLogger("torch.onnx")
+    previous_level = exporter_logger.level
+    exporter_logger.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            torch.no_grad(),
+            _fresh_rnn_kernels(),
+        ):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_shapes=({0: batch, 1: time},),
+                dynamo=True,
+                verbose=False,
+            )
+    finally:
+        exporter_logger.setLevel(previous_level)
+    axes = _symbolic_axes(program)
+    if any(isinstance(size, int) for size in axes[:2]):
+        # The exporter falls back to fixed shapes rather than fail; a graph
+        # that only takes one batch size or length is not what was asked for.
+        raise RuntimeError(
+            f"torch {torch.__version__} exported the network with input shape "
+            f"{[str(size) for size in axes]} instead of dynamic (batch, time) "
+            "axes. Please report this at sklstm's issue tracker with your "
+            "estimator's parameters."
+        )
+    program.model.metadata_props.update(metadata)
+    program.save(os.fspath(path))
