@@ -216,11 +216,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         use_validation = self.early_stopping and not incremental
         train_index, valid_index = self._split(targets, sequences, seed, use_validation)
-        data = SplitData(
-            self._tensor_data(sequences, targets, weights, train_index, device),
-            None
-            if valid_index is None
-            else self._tensor_data(sequences, targets, weights, valid_index, device),
+        data = self._split_data(
+            sequences, targets, weights, train_index, valid_index, device
         )
         with seeded(seed, device):
             if continuing:
@@ -328,25 +325,32 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _stratify_labels(self, targets):
         return None
 
-    def _tensor_data(self, sequences, targets, weights, index, device):
-        everything = len(index) == sequences.n_samples
-        subset = sequences if everything else sequences.take(index)
+    def _split_data(
+        self, sequences, targets, weights, train_index, valid_index, device
+    ):
+        """Training (and validation) data sharing one copy on ``device``."""
         per_step = self.output_mode == "sequence"
-        if not everything:
-            targets = targets[index]
-            weights = weights[index]
-            if per_step:
-                targets = targets[:, : subset.padded.shape[1]]
-                weights = weights[:, : subset.padded.shape[1]]
-        return TensorData(
-            padded=place(subset.padded, device),
-            lengths=torch.from_numpy(subset.lengths),
-            targets=place(np.ascontiguousarray(targets), device),
-            weights=None
-            if not per_step and (weights == 1).all()
-            else place(np.ascontiguousarray(weights, dtype=np.float32), device),
-            equal_lengths=subset.equal_lengths,
-            per_step=per_step,
+        padded = place(sequences.padded, device)
+        lengths = torch.from_numpy(sequences.lengths)
+        targets = place(np.ascontiguousarray(targets), device)
+        step_weights = place(np.ascontiguousarray(weights, dtype=np.float32), device)
+
+        def subset(index):
+            everything = len(index) == sequences.n_samples
+            unweighted = not per_step and bool((weights[index] == 1).all())
+            return TensorData(
+                padded=padded,
+                lengths=lengths,
+                targets=targets,
+                # All weights 1: the loss takes its plain, cheaper form.
+                weights=None if unweighted else step_weights,
+                equal_lengths=sequences.equal_lengths,
+                per_step=per_step,
+                rows=None if everything else torch.from_numpy(index),
+            )
+
+        return SplitData(
+            subset(train_index), None if valid_index is None else subset(valid_index)
         )
 
     def _feature_statistics(self, sequences):
@@ -593,7 +597,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         export_onnx(self, path)
 
 
-def feature_moments(sequences, chunk_steps=1 << 20):
+def feature_moments(sequences, chunk_steps=1 << 18):
     """Mean and variance of each feature over valid steps, in float64.
 
     Works through the data in chunks of about ``chunk_steps`` time steps and

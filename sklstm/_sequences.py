@@ -57,17 +57,6 @@ class Sequences:
     def equal_lengths(self):
         return self.n_samples == 0 or bool(self.lengths.min() == self.padded.shape[1])
 
-    def take(self, indices):
-        """Subset of the sequences, trimmed to the longest one it keeps."""
-        lengths = self.lengths[indices]
-        max_length = int(lengths.max()) if len(lengths) else 0
-        return Sequences(
-            self.padded[indices, :max_length],
-            lengths,
-            ragged=self.ragged,
-            tabular=self.tabular,
-        )
-
     @property
     def table_width(self):
         """Features as scikit-learn counts them: columns for a table."""

@@ -33,8 +33,10 @@ class TensorData:
     """Sequences, targets and weights as tensors, ready for batching.
 
     ``padded``, ``targets`` and ``weights`` live on the training device when
-    they fit there; ``lengths`` always stays on the CPU (packing needs it
-    there, and reading it never waits for the device).
+    they fit there; ``lengths`` always stays on the CPU (reading it never
+    waits for the device). ``rows`` selects the sequences this object
+    stands for, so that training and validation sets share one copy of the
+    data; None means all of them.
     """
 
     padded: torch.Tensor
@@ -43,9 +45,10 @@ class TensorData:
     weights: torch.Tensor | None
     equal_lengths: bool
     per_step: bool = False
+    rows: torch.Tensor | None = None
 
     def __len__(self):
-        return len(self.lengths)
+        return len(self.lengths) if self.rows is None else len(self.rows)
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Batches:
             order = torch.randperm(n_samples, generator=self.generator)
         else:
             order = torch.arange(n_samples)
+        if self.data.rows is not None:
+            order = self.data.rows[order]
         if self.data.equal_lengths:
             return list(torch.split(order, self.batch_size))
         pool_size = self.batch_size * _BUCKET_POOL_BATCHES

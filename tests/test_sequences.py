@@ -75,13 +75,6 @@ def test_list_of_equal_plain_lists_is_a_table():
     assert sequences.tabular and not sequences.ragged
 
 
-def test_take_trims_to_the_longest_kept_sequence():
-    sequences = to_sequences([np.ones((2, 1)), np.ones((9, 1)), np.ones((4, 1))])
-    subset = sequences.take(np.array([0, 2]))
-    assert subset.padded.shape == (2, 4, 1)
-    assert subset.lengths.tolist() == [2, 4]
-
-
 @pytest.mark.parametrize(
     "X, message",
     [
