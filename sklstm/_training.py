@@ -125,7 +125,11 @@ class Batches:
             else:
                 n_steps = int(lengths.max())
             index = indices.to(data.padded.device, non_blocking=True)
-            padded = data.padded[index, :n_steps]
+            if data.equal_lengths:
+                padded = data.padded[index]
+            else:
+                # Gather only the steps this batch needs.
+                padded = data.padded[index, :n_steps]
             targets = _take(data.targets, index, n_steps, data.per_step)
             weights = _take(data.weights, index, n_steps, data.per_step)
             if not on_device:
