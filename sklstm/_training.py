@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import EpochTimer
+from skorch.callbacks import Callback, EpochTimer
+from skorch.utils import TeeGenerator
 from torch import nn
 
 # Ragged batches are drawn from pools this many batches large, sorted by
@@ -59,15 +60,28 @@ class SplitData:
     valid: TensorData | None = None
 
 
+# Data goes to the GPU whole only when it takes at most this share of the
+# free device memory; the rest is left for weights, activations and kernels.
+_RESIDENT_SHARE = 0.4
+
+
 def place(array, device):
-    """Move an array to ``device`` once; stay on the CPU if it does not fit."""
+    """Move an array to ``device`` once; stream it from the host if too big.
+
+    On CUDA, data that fits stays on the device for the whole fit, so no
+    batch waits for a host-to-device copy. Larger data stays in pinned host
+    memory and each batch is copied asynchronously (see :class:`Batches`).
+    """
     tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
     if device.type == "cpu":
         return tensor
+    if device.type == "cuda":
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        if tensor.nbytes > _RESIDENT_SHARE * free_bytes:
+            return tensor.pin_memory()
     try:
         return tensor.to(device)
     except torch.OutOfMemoryError:
-        # Stream from pinned host memory instead, batch by batch.
         torch.cuda.empty_cache()
         return tensor.pin_memory()
 
@@ -119,10 +133,12 @@ class Batches:
         data = self.data
         on_device = data.padded.device == self.device
         for indices in self._batch_indices():
-            lengths = data.lengths[indices]
             if data.equal_lengths:
+                # None tells the network every row is full length.
+                lengths = None
                 n_steps = data.padded.shape[1]
             else:
+                lengths = data.lengths[indices]
                 n_steps = int(lengths.max())
             index = indices.to(data.padded.device, non_blocking=True)
             if data.equal_lengths:
@@ -224,6 +240,35 @@ class SequenceNet(NeuralNet):
             device=torch.device(self.device),
         )
 
+    def _listening(self, event):
+        """Whether any callback does something on ``event``.
+
+        Callbacks inherit no-op hooks from skorch's ``Callback``; calling
+        them for every batch is pure overhead, so per-batch events are only
+        sent when some callback overrides the hook.
+        """
+        base_hook = getattr(Callback, event)
+        return any(
+            getattr(type(callback), event, base_hook) is not base_hook
+            for _, callback in self.callbacks_
+        )
+
+    def train_step(self, batch, **fit_params):
+        # skorch's version wraps the step in an optimizer closure and builds
+        # a parameter generator for every batch; Adam, SGD, AdamW and
+        # RMSprop need no closure, so take the direct route.
+        self.optimizer_.zero_grad(set_to_none=True)
+        step = self.train_step_single(batch, **fit_params)
+        if self._grad_listeners:
+            self.notify(
+                "on_grad_computed",
+                named_parameters=TeeGenerator(self.get_all_learnable_params()),
+                batch=batch,
+                training=True,
+            )
+        self.optimizer_.step()
+        return step
+
     def train_step_single(self, batch, **fit_params):
         padded, lengths, targets, weights = batch
         with autocast_context(self.precision, padded.device):
@@ -243,19 +288,25 @@ class SequenceNet(NeuralNet):
         if iterator is None:
             return
         self.module_.train(training)
+        self._grad_listeners = self._listening("on_grad_computed")
+        batch_listeners = self._listening("on_batch_begin") or self._listening(
+            "on_batch_end"
+        )
         losses = []
         batch_weights = []
         collected = []
         for batch in iterator:
-            self.notify("on_batch_begin", batch=batch, training=training)
+            if batch_listeners:
+                self.notify("on_batch_begin", batch=batch, training=training)
             step = step_fn(batch, **fit_params)
             # Kept as tensors: reading a loss would wait for the device.
             losses.append(step["loss"].detach())
             weights = batch[3]
-            batch_weights.append(len(batch[1]) if weights is None else weights.sum())
+            batch_weights.append(len(batch[0]) if weights is None else weights.sum())
             if not training and self.score_fn is not None:
                 collected.append((step["y_pred"].float(), batch))
-            self.notify("on_batch_end", batch=batch, training=training, **step)
+            if batch_listeners:
+                self.notify("on_batch_end", batch=batch, training=training, **step)
         if isinstance(batch_weights[0], int):
             batch_weights = torch.tensor(batch_weights, device=losses[0].device)
         else:
@@ -302,7 +353,7 @@ class SequenceNet(NeuralNet):
 
 
 def _round_up_rows(padded, lengths, multiple=8):
-    """Pad a batch with dummy rows to a multiple of ``multiple`` rows.
+    """Pad a batch with dummy full-length rows to a multiple of ``multiple``.
 
     Matrix kernels pick different code paths (and summation orders) for
     very small row counts, so a sequence predicted alone could differ from
@@ -310,12 +361,14 @@ def _round_up_rows(padded, lengths, multiple=8):
     Giving every batch a row count that is a multiple of 8 makes predictions
     independent of batch composition, bit for bit, for equal-length data.
     """
-    missing = -len(lengths) % multiple
+    missing = -len(padded) % multiple
     if not missing:
         return padded, lengths
     filler = padded.new_zeros((missing,) + padded.shape[1:])
-    filler_lengths = lengths.new_full((missing,), padded.shape[1])
-    return torch.cat([padded, filler]), torch.cat([lengths, filler_lengths])
+    if lengths is not None:
+        filler_lengths = lengths.new_full((missing,), padded.shape[1])
+        lengths = torch.cat([lengths, filler_lengths])
+    return torch.cat([padded, filler]), lengths
 
 
 @contextlib.contextmanager

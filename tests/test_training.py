@@ -58,3 +58,72 @@ def test_shuffled_epochs_differ_and_are_reproducible():
     first, second = epoch_orders(0)
     assert first != second
     assert epoch_orders(0) == [first, second]
+
+
+def test_user_callbacks_still_hear_every_batch_and_gradient():
+    from skorch.callbacks import Callback
+
+    from sklstm import LSTMClassifier
+
+    from .conftest import make_classification_sequences
+
+    class Counter(Callback):
+        def initialize(self):
+            self.batches = 0
+            self.gradients = 0
+            return self
+
+        def on_batch_end(self, net, **kwargs):
+            self.batches += 1
+
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            self.gradients += sum(1 for _ in named_parameters) > 0
+
+    X, y = make_classification_sequences(n_samples=64)
+    counter = Counter()
+    clf = LSTMClassifier(
+        hidden_size=8, max_epochs=2, batch_size=16, callbacks=[counter], random_state=0
+    ).fit(X, y)
+    fitted_counter = dict(clf.net_.callbacks_)["Counter"]
+    assert fitted_counter.batches == 2 * 4
+    assert fitted_counter.gradients == 2 * 4
+
+
+def test_gradient_clipping_bounds_the_update():
+    from sklstm import LSTMClassifier
+
+    from .conftest import make_classification_sequences
+
+    X, y = make_classification_sequences(n_samples=32)
+    moved = {}
+    for clip in (1e-3, None):
+        clf = LSTMClassifier(
+            hidden_size=8,
+            max_epochs=1,
+            lr=1.0,
+            optimizer="sgd",
+            batch_size=32,
+            random_state=0,
+            gradient_clip=clip,
+        )
+        clf.fit(X, y)
+        reference = LSTMClassifier(
+            hidden_size=8,
+            max_epochs=1,
+            lr=0.0 + 1e-12,
+            optimizer="sgd",
+            batch_size=32,
+            random_state=0,
+        )
+        reference.fit(X, y)
+        change = [
+            (a - b).detach().norm()
+            for a, b in zip(
+                clf.net_.module_.parameters(),
+                reference.net_.module_.parameters(),
+                strict=True,
+            )
+        ]
+        moved[clip] = float(sum(c**2 for c in change) ** 0.5)
+    assert moved[1e-3] <= 1e-3 * 1.01
+    assert moved[None] > 10 * moved[1e-3]

@@ -1,0 +1,92 @@
+"""The CUDA path. Marked ``gpu``: skipped on machines without CUDA.
+
+Run them with ``benchmarks/gpu_check.sh`` on a GPU machine.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from sklstm import LSTMClassifier, LSTMRegressor, _training
+
+from .conftest import make_classification_sequences, make_ragged_sequences
+
+pytestmark = pytest.mark.gpu
+FAST = dict(hidden_size=32, max_epochs=3, random_state=0)
+
+
+def test_auto_device_trains_on_cuda():
+    X, y = make_classification_sequences()
+    clf = LSTMClassifier(**FAST).fit(X, y)
+    assert clf.device_.type == "cuda"
+    assert next(clf.net_.module_.parameters()).is_cuda
+    assert clf.predict_proba(X).shape == (len(X), 2)
+
+
+def test_data_moves_to_the_device_once(monkeypatch):
+    placed = []
+    original = _training.place
+
+    def spy(array, device):
+        tensor = original(array, device)
+        placed.append(tensor.device.type)
+        return tensor
+
+    monkeypatch.setattr("sklstm._base.place", spy)
+    X, y = make_classification_sequences()
+    LSTMClassifier(**FAST, early_stopping=True).fit(X, y)
+    # padded values, targets, weights: each placed once, all on the GPU
+    assert placed == ["cuda"] * 3
+
+
+def test_streaming_when_the_data_does_not_fit(monkeypatch):
+    monkeypatch.setattr(_training, "_RESIDENT_SHARE", 0.0)
+    X, y = make_ragged_sequences()
+    streamed = LSTMClassifier(**FAST).fit(X, y)
+    monkeypatch.undo()
+    resident = LSTMClassifier(**FAST).fit(X, y)
+    np.testing.assert_allclose(
+        streamed.predict_proba(X), resident.predict_proba(X), atol=1e-5
+    )
+
+
+def test_gpu_and_cpu_fits_agree_closely():
+    X, y = make_classification_sequences()
+    on_gpu = LSTMClassifier(**FAST, device="cuda").fit(X, y).predict_proba(X)
+    on_cpu = LSTMClassifier(**FAST, device="cpu").fit(X, y).predict_proba(X)
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-3)
+
+
+def test_bf16_mixed_precision_trains():
+    X, y = make_classification_sequences(n_samples=200)
+    clf = LSTMClassifier(
+        hidden_size=32, max_epochs=20, precision="bf16-mixed", random_state=0
+    ).fit(X, y)
+    assert np.isfinite(clf.loss_curve_).all()
+    assert clf.score(X, y) > 0.8
+
+
+def test_padding_never_changes_a_prediction_on_cuda():
+    X, y = make_ragged_sequences()
+    clf = LSTMClassifier(**FAST, bidirectional=True, num_layers=2).fit(X, y)
+    short = np.random.RandomState(1).normal(size=(4, 2)).astype(np.float32)
+    long = np.random.RandomState(2).normal(size=(90, 2)).astype(np.float32)
+    np.testing.assert_allclose(
+        clf.predict_proba([short, long])[:1], clf.predict_proba([short]), atol=1e-5
+    )
+
+
+def test_pickled_gpu_model_predicts_the_same_after_loading():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(50, 10, 3))
+    y = X[:, :, 0].sum(axis=1)
+    reg = LSTMRegressor(**FAST).fit(X, y)
+    restored = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_allclose(restored.predict(X), reg.predict(X), rtol=1e-6)
+
+
+def test_cuda_kernels_are_used():
+    assert torch.backends.cudnn.is_available()
+    assert torch.backends.cudnn.enabled
