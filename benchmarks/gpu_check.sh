@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The GPU checks in one call: the CUDA tests, then the GPU overhead benchmark.
+#
+# On the team's lent GPU machines torch is installed but skorch is not, so
+# skorch travels as a wheel. Once, on the developer machine, from the repo root:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --implementation cp --platform manylinux2014_x86_64 -d .whl skorch==1.4.0
+# then run this script on the GPU machine with `.whl` carried along:
+#   bash benchmarks/gpu_check.sh
+# Record what it prints, with the card's name, in benchmarks/RESULTS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+export PYTHONUNBUFFERED=1
+
+python3 - <<'PY'
+import torch
+print(f"card: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+      f"cuDNN {torch.backends.cudnn.version()}")
+PY
+
+echo "## GPU tests"
+python3 -m pytest -p no:cacheprovider -q tests/test_gpu.py
+tests_status=$?
+
+echo "## GPU overhead (hidden 256, T=100, F=32, N=100,000)"
+python3 benchmarks/overhead.py --device cuda --rounds 3
+bench_status=$?
+
+echo "tests exit ${tests_status}, benchmark exit ${bench_status}"
+exit $(( tests_status || bench_status ))
