@@ -19,8 +19,13 @@ fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 export PYTHONUNBUFFERED=1
 
-python3 - <<'PY'
+python3 - <<'PY' || exit 1
+import sys
+
 import torch
+
+if not torch.cuda.is_available():
+    sys.exit("no CUDA device here: run this script on a GPU machine")
 print(f"card: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
       f"cuDNN {torch.backends.cudnn.version()}")
 PY
