@@ -509,6 +509,32 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         outputs = self.net_.predict_outputs(data, _PREDICT_BATCH_SIZE)
         return sequences, outputs
 
+    def _per_step_pairs(self, X, y, sample_weight):
+        """Flat true and predicted values over valid steps, for ``score``.
+
+        Returns ``(truth, predicted, step_weights)``, each sequence's weight
+        repeated over its steps.
+        """
+        predicted = list(self.predict(X))
+        truth = [np.asarray(item) for item in y]
+        if len(truth) != len(predicted):
+            raise ValueError(
+                f"X has {len(predicted)} sequences but y has {len(truth)}. Pass "
+                "one target sequence per input sequence."
+            )
+        for index, (target, guess) in enumerate(zip(truth, predicted, strict=True)):
+            if len(target) != len(guess):
+                raise ValueError(
+                    f"y[{index}] has {len(target)} steps but X[{index}] has "
+                    f"{len(guess)}."
+                )
+        step_weights = None
+        if sample_weight is not None:
+            step_weights = np.repeat(
+                np.asarray(sample_weight, dtype=float), [len(p) for p in predicted]
+            )
+        return np.concatenate(truth), np.concatenate(predicted), step_weights
+
     def _per_step_structure(self, values, sequences):
         """Per-step predictions in the structure of the input."""
         if sequences.ragged:

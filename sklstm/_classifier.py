@@ -380,27 +380,5 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         """
         if self.output_mode == "last":
             return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        sequences_y = [np.asarray(item) for item in y]
-        if len(sequences_y) != len(predicted):
-            raise ValueError(
-                f"X has {len(predicted)} sequences but y has {len(sequences_y)}."
-            )
-        step_weights = None
-        if sample_weight is not None:
-            step_weights = np.repeat(
-                np.asarray(sample_weight, float), [len(p) for p in predicted]
-            )
-        for index, (truth, guess) in enumerate(
-            zip(sequences_y, predicted, strict=True)
-        ):
-            if len(truth) != len(guess):
-                raise ValueError(
-                    f"y[{index}] has {len(truth)} steps but X[{index}] has "
-                    f"{len(guess)}."
-                )
-        return accuracy_score(
-            np.concatenate(sequences_y),
-            np.concatenate(list(predicted)),
-            sample_weight=step_weights,
-        )
+        truth, predicted, step_weights = self._per_step_pairs(X, y, sample_weight)
+        return accuracy_score(truth, predicted, sample_weight=step_weights)

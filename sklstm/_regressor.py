@@ -315,19 +315,5 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         """
         if self.output_mode == "last":
             return super().score(X, y, sample_weight=sample_weight)
-        predicted = self.predict(X)
-        truth = [np.asarray(item, dtype=float) for item in y]
-        if len(truth) != len(predicted):
-            raise ValueError(
-                f"X has {len(predicted)} sequences but y has {len(truth)}."
-            )
-        step_weights = None
-        if sample_weight is not None:
-            step_weights = np.repeat(
-                np.asarray(sample_weight, float), [len(p) for p in predicted]
-            )
-        return r2_score(
-            np.concatenate(truth),
-            np.concatenate(list(predicted)),
-            sample_weight=step_weights,
-        )
+        truth, predicted, step_weights = self._per_step_pairs(X, y, sample_weight)
+        return r2_score(truth, predicted, sample_weight=step_weights)

@@ -105,3 +105,14 @@ def test_partial_fit_continues_on_new_batches():
     assert reg.n_iter_ == 2
     with pytest.raises(ValueError, match="outputs"):
         reg.partial_fit(X, np.c_[y, y])
+
+
+def test_sequence_mode_score_checks_step_counts():
+    X, _ = make_ragged_sequences(n_samples=6, min_length=3, max_length=8)
+    y = [x[:, 0] for x in X]
+    reg = LSTMRegressor(**FAST, output_mode="sequence").fit(X, y)
+    shorter = [t[:-1] for t in y]
+    with pytest.raises(ValueError, match=r"y\[0\] has"):
+        reg.score(X, shorter)
+    with pytest.raises(ValueError, match="6 sequences but y has 5"):
+        reg.score(X, y[:5])
