@@ -179,6 +179,11 @@ def _pad_sequence_list(X, dtype):
         )
     lengths = np.fromiter((len(a) for a in sequences), np.int64, len(sequences))
     n_features = sequences[0].shape[1]
+    if n_features == 0:
+        raise ValueError(
+            "Sequences have 0 features per time step; each step must hold at "
+            "least one value."
+        )
     flat = _to_float(np.concatenate(sequences), dtype)
     _check_finite(flat)
     padded = np.zeros((len(sequences), int(lengths.max()), n_features), dtype)
