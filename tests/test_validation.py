@@ -122,6 +122,12 @@ FIT_CASES = [
     ),
     # inconsistent features within a ragged list
     (
+        "ragged_zero_features",
+        lambda: clf().fit([np.zeros((3, 0))] * 12, Y),
+        ValueError,
+        "0 features per time step",
+    ),
+    (
         "ragged_features",
         lambda: clf().fit(RAGGED[:-1] + [np.zeros((3, 3))], Y),
         ValueError,
