@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.utils.validation import (
     _check_feature_names,
     _get_feature_names,
@@ -222,6 +223,8 @@ def _check_container(X):
             "Pass a 3-D array (n_samples, n_timesteps, n_features), a 2-D "
             "array (n_samples, n_timesteps) or a list of sequences."
         )
+    if issparse(X):
+        return  # scikit-learn's own check explains that sparse is unsupported
     if isinstance(X, (dict, set, frozenset)) or not (
         hasattr(X, "__len__") or hasattr(X, "__array__")
     ):
@@ -269,11 +272,17 @@ def _checked_array(X, estimator):
         )
     except (TypeError, ValueError) as exc:
         message = str(exc)
-        if "could not convert" in message or "argument must be" in message:
-            # Object arrays and nested lists holding strings or other objects.
+        if "could not convert" in message:
+            # Object arrays and nested lists holding strings.
             raise ValueError(
                 f"X holds non-numeric values ({message}). Encode them as "
                 "numbers before fitting."
+            ) from None
+        if "argument must be" in message:
+            # Objects that are not even strings: dicts, lists, None...
+            raise TypeError(
+                f"X holds values that are not numbers ({message}). Every "
+                "value of X must be a number."
             ) from None
         if "inhomogeneous" in message or "with a sequence" in message:
             raise ValueError(

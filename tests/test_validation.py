@@ -157,6 +157,18 @@ FIT_CASES = [
         "non-numeric",
     ),
     (
+        "object_dicts",
+        lambda: clf().fit(np.array([[{"a": 1}] * 5] * 12, dtype=object), Y),
+        TypeError,
+        "not numbers",
+    ),
+    (
+        "sparse_dok",
+        lambda: clf().fit(scipy.sparse.dok_matrix(X[:, :, 0]), Y),
+        TypeError,
+        "dense data is required",
+    ),
+    (
         "ragged_strings",
         lambda: clf().fit([np.array(["a", "b"])] * 12, Y),
         ValueError,
