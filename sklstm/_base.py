@@ -483,6 +483,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             net.module_.double()
         net.notify("on_train_begin", X=data, y=None)
         interrupted = False
+        out_of_memory = None
         try:
             net.fit_loop(data, epochs=epochs)
         except KeyboardInterrupt:
@@ -496,10 +497,17 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            raise self._out_of_memory_error(exc, "train", net.device) from exc
+            out_of_memory = self._out_of_memory_error(exc, "train", net.device)
         finally:
             if hasattr(net, "shuffle_generator_"):
                 del net.shuffle_generator_
+        if out_of_memory is not None:
+            # Raised out here so the failed batch's activations are already
+            # free; gradients go too, so a retry with a smaller batch_size
+            # in the same process finds the memory released.
+            net.optimizer_.zero_grad(set_to_none=True)
+            _release_cached_memory()
+            raise out_of_memory
         net.notify("on_train_end", X=data, y=None)
         if interrupted and len(net.history) == 0:
             raise KeyboardInterrupt
@@ -575,15 +583,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):
                     raise
-                # Prediction keeps no gradients, so halving the batch halves
-                # the memory it needs: retry before giving up.
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
                 if batch_size == 1:
                     raise self._out_of_memory_error(
                         exc, "predict", self.net_.device
-                    ) from exc
-                batch_size //= 2
+                    ) from None
+            # Prediction keeps no gradients, so halving the batch halves the
+            # memory it needs: retry before giving up. Out here, the failed
+            # attempt's tensors are no longer held by the exception.
+            _release_cached_memory()
+            batch_size //= 2
         if not np.isfinite(outputs).all():
             raise ValueError(
                 "The network produced non-finite outputs for this X. Its "
@@ -615,6 +623,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """The torch device the fitted network lives on."""
         check_is_fitted(self)
         return torch.device(self.net_.device)
+
+
+def _release_cached_memory():
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class _TrainingSnapshot:
