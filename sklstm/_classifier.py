@@ -414,10 +414,10 @@ def _check_orderable(labels, name):
     """Labels must sort: mixed types (e.g. 1 and "1") would fail in np.unique."""
     if labels.dtype != object:
         return
-    types = {type(label) for label in labels.ravel()}
     try:
         np.unique(labels)
     except TypeError:
+        types = {type(label) for label in labels.ravel()}
         raise TypeError(
             f"{name} mixes label types that cannot be compared "
             f"({sorted(t.__name__ for t in types)}). Use one type for all "
