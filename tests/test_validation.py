@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import torch
 from skorch.callbacks import Callback
 
 from sklstm import LSTMClassifier, LSTMRegressor, from_channels_first, from_long_format
@@ -461,16 +462,15 @@ FIT_CASES = [
 ]
 
 
-def _gpu_cases():
-    """Device cases that make sense on a machine without that device."""
-    import torch
-
+def _device_cases():
+    """Devices that do not exist on this machine, whatever it has."""
+    missing = f"cuda:{torch.cuda.device_count() + 7}"  # "cuda:7" without CUDA
     cases = [
         (
-            "device_cuda_7",
-            lambda: clf(device="cuda:7").fit(X, Y),
+            "device_cuda_missing_index",
+            lambda: clf(device=missing).fit(X, Y),
             ValueError,
-            "CUDA" if not torch.cuda.is_available() else "does not exist",
+            "does not exist" if torch.cuda.is_available() else "CUDA is not",
         )
     ]
     if not torch.cuda.is_available():
@@ -480,6 +480,15 @@ def _gpu_cases():
                 lambda: clf(device="cuda").fit(X, Y),
                 ValueError,
                 "CUDA is not available",
+            )
+        )
+    if not torch.backends.mps.is_available():
+        cases.append(
+            (
+                "device_mps",
+                lambda: clf(device="mps").fit(X, Y),
+                ValueError,
+                "MPS is not available",
             )
         )
     return cases
@@ -742,7 +751,7 @@ def _ids(cases):
     return [case[0] for case in cases]
 
 
-ALL_FIT_CASES = FIT_CASES + _gpu_cases()
+ALL_FIT_CASES = FIT_CASES + _device_cases()
 
 
 @pytest.mark.parametrize(
