@@ -64,8 +64,9 @@ def test_grid_search_on_dask_matches_local(dask_client, one_torch_thread):
         with joblib.parallel_backend("dask"):
             remote = _search(estimator, X, y, n_jobs=-1)
 
-    # The fits really ran as tasks on the cluster's worker processes.
-    assert len(tasks.data) >= len(GRID["hidden_size"]) * 2
+    # The fits really ran as tasks on the cluster's worker processes (joblib
+    # may batch several fits into one task, so no exact count).
+    assert tasks.data
     assert {task["worker"] for task in tasks.data} <= set(
         dask_client.scheduler_info()["workers"]
     )
