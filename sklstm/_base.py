@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -24,11 +25,14 @@ from ._network import RecurrentNetwork
 from ._progress import progress_callbacks
 from ._sequences import Sequences, check_features, record_features, to_sequences
 from ._training import (
+    DeviceOutOfMemoryError,
     SequenceNet,
     SplitData,
     TensorData,
     TrainingDiverged,
     WeightedLoss,
+    is_out_of_memory,
+    parameters_finite,
     place,
     resolve_device,
     seeded,
@@ -216,17 +220,31 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         use_validation = self.early_stopping and not incremental
         train_index, valid_index = self._split(targets, sequences, seed, use_validation)
+        _check_total_weight(weights, train_index, valid_index)
         data = self._split_data(
             sequences, targets, weights, train_index, valid_index, device
         )
         with seeded(seed, device):
             if continuing:
                 net = self.net_
+                # Training changes the fitted net in place: keep what it was,
+                # so that a failed fit leaves the previous model intact.
+                snapshot = _TrainingSnapshot(net)
             else:
                 net = self._build_net(sequences, targets, target_state, device, seed)
-                net.initialize()
+                try:
+                    net.initialize()
+                except (RuntimeError, MemoryError) as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    raise self._out_of_memory_error(exc, "build", device) from exc
             epochs = 1 if incremental else self.max_epochs
-            interrupted = self._train(net, data, epochs)
+            try:
+                interrupted = self._train(net, data, epochs)
+            except BaseException:
+                if continuing:
+                    snapshot.restore(net)
+                raise
 
         self.net_ = net
         self._seed = seed
@@ -266,7 +284,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         for callback in self.callbacks or []:
             if not isinstance(callback, Callback) and not (
-                isinstance(callback, tuple) and len(callback) == 2
+                isinstance(callback, tuple)
+                and len(callback) == 2
+                and isinstance(callback[0], str)
+                and isinstance(callback[1], Callback)
             ):
                 raise TypeError(
                     f"callbacks must hold skorch Callback instances or "
@@ -276,6 +297,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _check_sample_weight(self, sample_weight, sequences):
         if sample_weight is None:
             return np.ones(sequences.n_samples, dtype=np.float64)
+        if not isinstance(sample_weight, Real):
+            _check_weight_shape(sample_weight, sequences.n_samples)
         weights = _check_sample_weight(
             sample_weight,
             sequences.padded,
@@ -357,8 +380,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Per-feature mean and scale over valid (unpadded) steps."""
         if not self.standardize:
             return None, None
-        mean, var = feature_moments(sequences)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, var = feature_moments(sequences)
         scale = np.sqrt(var)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(
+                "X holds values so large that their variance overflows "
+                "float64, so the features cannot be standardised. Rescale X "
+                "(e.g. with a log or by dividing by a constant) first."
+            )
         # Constant features are centred but not scaled.
         scale[scale < 1e-8] = 1.0
         return mean, scale
@@ -454,7 +484,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return net
 
     def _train(self, net, data, epochs):
-        """Run ``epochs`` epochs through skorch; True if the user interrupted."""
+        """Run ``epochs`` epochs through skorch; True if the user interrupted.
+
+        Raises ``ValueError`` when training diverges and
+        :class:`~sklstm._training.DeviceOutOfMemoryError` when a batch does
+        not fit in memory; the caller then keeps no part of this training.
+        """
         if self.precision == "64":
             net.module_.double()
         # ``epochs`` tells the progress bar its length (1 for partial_fit).
@@ -470,35 +505,94 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             ]
         net.notify("on_train_begin", X=data, y=None, epochs=epochs)
         interrupted = False
+        out_of_memory = None
         try:
             net.fit_loop(data, epochs=epochs)
         except KeyboardInterrupt:
             # skorch's EarlyStopping stops training this way too.
             stopper = dict(net.callbacks_).get("early_stopping")
             interrupted = stopper is None or stopper.misses_ < stopper.patience
+            if interrupted:
+                _drop_unfinished_epoch(net.history, validating=data.valid is not None)
         except TrainingDiverged:
-            raise ValueError(
-                f"Training diverged: the loss became non-finite after "
-                f"{len(net.history)} epochs with lr={self.lr}. Lower lr (e.g. "
-                f"lr={self.lr / 10:g}) or set gradient_clip=1.0."
-            ) from None
+            raise self._diverged_error(net) from None
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            out_of_memory = self._out_of_memory_error(exc, "train", net.device)
         finally:
             if hasattr(net, "shuffle_generator_"):
                 del net.shuffle_generator_
         try:
+            if out_of_memory is not None:
+                # Raised out here so the failed batch's activations are
+                # already free; gradients go too, so a retry with a smaller
+                # batch_size in the same process finds the memory released.
+                net.optimizer_.zero_grad(set_to_none=True)
+                _release_cached_memory()
+                raise out_of_memory
             net.notify("on_train_end", X=data, y=None)
         finally:
             net.callbacks_ = all_callbacks
         if interrupted and len(net.history) == 0:
             raise KeyboardInterrupt
+        # The loss is checked once per epoch; the very last optimizer step
+        # (or an interrupted epoch) can still have left non-finite weights.
+        if not parameters_finite(net.module_):
+            raise self._diverged_error(net)
+        # Prediction then never has to switch modes on a shared module.
+        net.module_.eval()
         return interrupted
+
+    def _out_of_memory_error(self, exc, stage, device):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if stage == "build":
+            advice = (
+                f"the network itself does not fit (hidden_size="
+                f"{self.hidden_size}, num_layers={self.num_layers}). Lower "
+                "hidden_size or num_layers."
+            )
+        elif stage == "train":
+            advice = (
+                f"a training batch does not fit (batch_size={self.batch_size}). "
+                f"Lower batch_size (e.g. batch_size={max(1, self.batch_size // 2)}"
+                "), hidden_size or num_layers, or split long sequences into "
+                "shorter windows; on a GPU, precision='bf16-mixed' also saves "
+                "memory."
+            )
+        else:
+            advice = (
+                "even a single sequence does not fit (prediction already "
+                "retried with smaller batches). Split long sequences into "
+                "shorter windows or predict on a device with more memory."
+            )
+        return DeviceOutOfMemoryError(
+            f"Out of memory on device {str(device)!r}: {advice} ({reason})"
+        )
+
+    def _diverged_error(self, net):
+        return ValueError(
+            f"Training diverged: the loss or the weights became non-finite in "
+            f"epoch {len(net.history)} with lr={self.lr}. Lower lr (e.g. "
+            f"lr={self.lr / 10:g}), set gradient_clip=1.0, or check that X "
+            "and y are on a moderate scale. No model was kept from this fit."
+        )
 
     # ------------------------------------------------------------------
     def _outputs(self, X):
         """Validated sequences and the network's raw outputs for ``X``."""
+        sequences = self._validated_sequences(X)
+        return sequences, self._network_outputs(sequences)
+
+    def _validated_sequences(self, X):
+        """``X`` after fit, checked against what ``fit`` saw."""
         check_is_fitted(self)
         sequences = to_sequences(X, precision=self.precision, estimator=self)
         check_features(self, X, sequences)
+        return sequences
+
+    def _network_outputs(self, sequences):
+        """Raw network outputs, float64, for validated sequences."""
         data = TensorData(
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
@@ -506,34 +600,39 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             weights=None,
             equal_lengths=sequences.equal_lengths,
         )
-        outputs = self.net_.predict_outputs(data, _PREDICT_BATCH_SIZE)
-        return sequences, outputs
-
-    def _per_step_pairs(self, X, y, sample_weight):
-        """Flat true and predicted values over valid steps, for ``score``.
-
-        Returns ``(truth, predicted, step_weights)``, each sequence's weight
-        repeated over its steps.
-        """
-        predicted = list(self.predict(X))
-        truth = [np.asarray(item) for item in y]
-        if len(truth) != len(predicted):
+        batch_size = _PREDICT_BATCH_SIZE
+        while True:
+            try:
+                outputs = self.net_.predict_outputs(data, batch_size)
+                break
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                if batch_size == 1:
+                    raise self._out_of_memory_error(
+                        exc, "predict", self.net_.device
+                    ) from None
+            # Prediction keeps no gradients, so halving the batch halves the
+            # memory it needs: retry before giving up. Out here, the failed
+            # attempt's tensors are no longer held by the exception.
+            _release_cached_memory()
+            batch_size //= 2
+        if not np.isfinite(outputs).all():
             raise ValueError(
-                f"X has {len(predicted)} sequences but y has {len(truth)}. Pass "
-                "one target sequence per input sequence."
+                "The network produced non-finite outputs for this X. Its "
+                "values are probably far outside the range seen during fit: "
+                "scale X as during fit."
             )
-        for index, (target, guess) in enumerate(zip(truth, predicted, strict=True)):
-            if len(target) != len(guess):
-                raise ValueError(
-                    f"y[{index}] has {len(target)} steps but X[{index}] has "
-                    f"{len(guess)}."
-                )
-        step_weights = None
-        if sample_weight is not None:
-            step_weights = np.repeat(
-                np.asarray(sample_weight, dtype=float), [len(p) for p in predicted]
-            )
-        return np.concatenate(truth), np.concatenate(predicted), step_weights
+        return outputs
+
+    def _score_weights(self, sample_weight, sequences):
+        """Per-sequence weights for ``score``, or per step in sequence mode."""
+        if sample_weight is None:
+            return None
+        weights = self._check_sample_weight(sample_weight, sequences)
+        if self.output_mode == "sequence":
+            return np.repeat(weights, sequences.lengths)
+        return weights
 
     def _per_step_structure(self, values, sequences):
         """Per-step predictions in the structure of the input."""
@@ -654,6 +753,88 @@ def feature_moments(sequences, chunk_steps=1 << 18):
         )
         count = total
     return mean, sum_squares / count
+
+
+def _release_cached_memory():
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _TrainingSnapshot:
+    """Weights, optimizer state and history of a fitted net, to roll back to."""
+
+    def __init__(self, net):
+        self.module_state = {
+            key: value.detach().clone()
+            for key, value in net.module_.state_dict().items()
+        }
+        self.optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
+        self.n_epochs = len(net.history)
+
+    def restore(self, net):
+        net.module_.load_state_dict(self.module_state)
+        net.optimizer_.load_state_dict(self.optimizer_state)
+        del net.history[self.n_epochs :]
+        net.module_.eval()
+
+
+def _drop_unfinished_epoch(history, *, validating):
+    """Forget the history row of an epoch that an interrupt cut short."""
+    required = {"train_loss"} | ({"valid_loss", "valid_score"} if validating else set())
+    if len(history) and not required <= set(history[-1]):
+        history.pop()
+
+
+def _check_total_weight(weights, train_index, valid_index):
+    """Training (and validation) must weigh something, or the loss is 0/0."""
+    if weights[train_index].sum() <= 0:
+        raise ValueError(
+            "Every training sequence has weight zero once sample_weight and "
+            "class_weight are combined, so there is nothing to learn from. "
+            "Give some sequences a positive weight."
+        )
+    if valid_index is not None and weights[valid_index].sum() <= 0:
+        raise ValueError(
+            "The validation split for early_stopping holds only sequences of "
+            "weight zero, so it cannot be scored. Change validation_fraction "
+            "or random_state, or set early_stopping=False."
+        )
+
+
+def _check_weight_shape(sample_weight, n_samples):
+    """Shape and type of ``sample_weight``, in the estimator's own words."""
+    try:
+        array = np.asarray(sample_weight)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "sample_weight could not be read as an array: pass one number per sequence."
+        ) from None
+    if array.dtype.kind not in "biufO":
+        raise ValueError(
+            f"sample_weight holds non-numeric values of dtype {array.dtype}; "
+            "pass one number per sequence."
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"sample_weight has shape {array.shape}; pass a 1-D array with "
+            f"one weight per sequence (length {n_samples}). Per-step weights "
+            "are not supported."
+        )
+    if len(array) != n_samples:
+        raise ValueError(
+            f"sample_weight has {len(array)} values but X has {n_samples} "
+            "sequences; pass one weight per sequence."
+        )
+
+
+def check_target_count(sequences, targets, name="y"):
+    """One target per sequence, said in sequences rather than samples."""
+    if len(targets) != sequences.n_samples:
+        raise ValueError(
+            f"X has {sequences.n_samples} sequences but {name} has "
+            f"{len(targets)} targets. Pass one target per sequence (in the "
+            "same order)."
+        )
 
 
 def valid_step_mask(sequences):

@@ -8,9 +8,15 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_y, check_consistent_length
+from sklearn.utils.validation import _check_y
 
-from ._base import BaseLSTM, check_per_step_targets, pad_flat, valid_step_mask
+from ._base import (
+    BaseLSTM,
+    check_per_step_targets,
+    check_target_count,
+    pad_flat,
+    valid_step_mask,
+)
 
 
 def _softmax(logits):
@@ -205,13 +211,21 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         self.class_weight = class_weight
 
     def _encode_targets(self, y, sequences, *, reset, classes=None):
+        if getattr(getattr(y, "dtype", None), "kind", None) == "c":
+            raise ValueError(
+                "Complex data not supported: y holds complex numbers, which "
+                "cannot be class labels. Use ints or strings as labels."
+            )
         if self.output_mode == "last":
             labels = _check_y(y, estimator=self)
-            check_consistent_length(sequences.padded, labels)
+            check_target_count(sequences, labels)
         else:
             _, labels = check_per_step_targets(y, sequences)
+        _check_orderable(labels, "y")
         check_classification_targets(labels)
         if reset:
+            if classes is not None:
+                _check_orderable(np.asarray(classes), "classes")
             known = np.unique(labels) if classes is None else np.unique(classes)
             if len(known) < 2:
                 raise ValueError(
@@ -256,7 +270,13 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
                 f"class_weight has keys {unknown} that are not classes; the "
                 f"classes are {classes.tolist()}."
             )
-        weights = np.array([self.class_weight.get(c, 1.0) for c in classes], float)
+        try:
+            weights = np.array([self.class_weight.get(c, 1.0) for c in classes], float)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "class_weight values must be numbers (the weight of each "
+                f"class), got {self.class_weight!r}."
+            ) from None
         if not np.isfinite(weights).all() or (weights < 0).any():
             raise ValueError(
                 "class_weight values must be finite and non-negative, got "
@@ -378,7 +398,32 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         -------
         score : float
         """
+        # Everything is checked before the network runs.
+        sequences = self._validated_sequences(X)
         if self.output_mode == "last":
-            return super().score(X, y, sample_weight=sample_weight)
-        truth, predicted, step_weights = self._per_step_pairs(X, y, sample_weight)
-        return accuracy_score(truth, predicted, sample_weight=step_weights)
+            if y is None:
+                raise ValueError("score needs the true labels y, got None.")
+            truth = _check_y(y, estimator=self)
+            check_target_count(sequences, truth)
+        else:
+            _, truth = check_per_step_targets(y, sequences)
+        weights = self._score_weights(sample_weight, sequences)
+        labels = self.classes_[self._network_outputs(sequences).argmax(axis=-1)]
+        if self.output_mode == "sequence":
+            labels = labels[valid_step_mask(sequences)]
+        return accuracy_score(truth, labels, sample_weight=weights)
+
+
+def _check_orderable(labels, name):
+    """Labels must sort: mixed types (e.g. 1 and "1") would fail in np.unique."""
+    if labels.dtype != object:
+        return
+    try:
+        np.unique(labels)
+    except TypeError:
+        types = {type(label) for label in labels.ravel()}
+        raise TypeError(
+            f"{name} mixes label types that cannot be compared "
+            f"({sorted(t.__name__ for t in types)}). Use one type for all "
+            "labels, e.g. convert them with y.astype(str)."
+        ) from None

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
-from sklearn.utils.validation import _check_y, check_consistent_length
+from sklearn.utils.validation import _check_y
 
-from ._base import BaseLSTM, check_per_step_targets, pad_flat, valid_step_mask
+from ._base import (
+    BaseLSTM,
+    check_per_step_targets,
+    check_target_count,
+    pad_flat,
+    valid_step_mask,
+)
 
 
 class LSTMRegressor(RegressorMixin, BaseLSTM):
@@ -189,13 +195,12 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
 
     def _encode_targets(self, y, sequences, *, reset, classes=None):
         if self.output_mode == "last":
-            values = _check_y(y, multi_output=True, y_numeric=True, estimator=self)
-            check_consistent_length(sequences.padded, values)
-            single = values.ndim == 1
+            values = self._numeric_targets(y)
+            check_target_count(sequences, values)
         else:
             _, values = check_per_step_targets(y, sequences)
-            values = _check_y(values, multi_output=True, y_numeric=True, estimator=self)
-            single = values.ndim == 1
+            values = self._numeric_targets(values)
+        single = values.ndim == 1
         if values.ndim > 2:
             unit = "step" if self.output_mode == "sequence" else "sequence"
             raise ValueError(
@@ -220,6 +225,30 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             standardized = pad_flat(standardized, sequences)
         state = {"mean": mean, "scale": scale, "single": single}
         return standardized, state
+
+    def _numeric_targets(self, y):
+        """``y`` as a finite numeric array, or an error naming what is wrong."""
+        if hasattr(y, "dtype") and getattr(y.dtype, "kind", "O") == "c":
+            raise ValueError(
+                "Complex data not supported: y holds complex numbers and "
+                "LSTMRegressor predicts real values. Split real and imaginary "
+                "parts into two outputs."
+            )
+        try:
+            values = _check_y(y, multi_output=True, y_numeric=True, estimator=self)
+        except ValueError as exc:
+            if "convert" not in str(exc) and "Complex" not in str(exc):
+                raise
+            values = None
+            error = str(exc).splitlines()[0]
+        else:
+            error = f"dtype {values.dtype}"
+        if values is None or values.dtype.kind not in "biuf":
+            raise ValueError(
+                f"y holds non-numeric values ({error}); LSTMRegressor needs "
+                "numbers. For class labels use LSTMClassifier."
+            )
+        return values
 
     def _store_target_state(self, state):
         self._target_mean = state["mean"]
@@ -313,7 +342,26 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         -------
         score : float
         """
+        # Everything is checked before the network runs.
+        sequences = self._validated_sequences(X)
         if self.output_mode == "last":
-            return super().score(X, y, sample_weight=sample_weight)
-        truth, predicted, step_weights = self._per_step_pairs(X, y, sample_weight)
-        return r2_score(truth, predicted, sample_weight=step_weights)
+            if y is None:
+                raise ValueError("score needs the true targets y, got None.")
+            truth = self._numeric_targets(y)
+            check_target_count(sequences, truth)
+        else:
+            _, truth = check_per_step_targets(y, sequences)
+            truth = self._numeric_targets(truth)
+        n_outputs = 1 if truth.ndim == 1 else truth.shape[1]
+        if n_outputs != self.n_outputs_:
+            raise ValueError(
+                f"y has {n_outputs} outputs but the estimator was fitted with "
+                f"{self.n_outputs_}."
+            )
+        weights = self._score_weights(sample_weight, sequences)
+        outputs = self._network_outputs(sequences)
+        values = outputs * self._target_scale + self._target_mean
+        if self.output_mode == "sequence":
+            values = values[valid_step_mask(sequences)]
+        predicted = values[..., 0] if truth.ndim == 1 else values
+        return r2_score(truth, predicted, sample_weight=weights)

@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.utils.validation import (
     _check_feature_names,
     _get_feature_names,
@@ -97,11 +98,7 @@ def _numeric_array(values, name):
             "each sequence as an array of shape (n_timesteps, n_features) or "
             "(n_timesteps,)."
         ) from None
-    if array.dtype.kind == "c":
-        raise ValueError(
-            f"{name} holds complex values, which sklstm does not support. "
-            "Split real and imaginary parts into separate features."
-        )
+    _check_numeric_kind(array.dtype, name)
     if array.dtype.kind not in "biuf":
         try:
             array = array.astype(np.float64)
@@ -111,6 +108,34 @@ def _numeric_array(values, name):
                 "Encode them as numbers before fitting."
             ) from None
     return array
+
+
+def _check_numeric_kind(dtype, name):
+    """Reject dtypes that numpy would silently turn into meaningless floats."""
+    kind = getattr(dtype, "kind", "O")
+    if kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {name} holds complex values. Split "
+            "real and imaginary parts into separate features."
+        )
+    if kind in "mM":
+        raise ValueError(
+            f"{name} holds {dtype} values. Convert dates and durations to "
+            "numbers first (e.g. seconds since the sequence start)."
+        )
+    if kind in "USV":
+        raise ValueError(
+            f"{name} holds non-numeric values of dtype {dtype}. Encode them as "
+            "numbers before fitting (e.g. with sklearn.preprocessing."
+            "OrdinalEncoder)."
+        )
+
+
+def _to_float(array, dtype):
+    # Values beyond float32's range become inf here; _check_finite then
+    # reports them with a hint, instead of numpy warning about a cast.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return array.astype(dtype, copy=False)
 
 
 def _pad_sequence_list(X, dtype):
@@ -144,7 +169,12 @@ def _pad_sequence_list(X, dtype):
         )
     lengths = np.fromiter((len(a) for a in sequences), np.int64, len(sequences))
     n_features = sequences[0].shape[1]
-    flat = np.concatenate(sequences).astype(dtype, copy=False)
+    if n_features == 0:
+        raise ValueError(
+            "Sequences have 0 features per time step; each step must hold at "
+            "least one value."
+        )
+    flat = _to_float(np.concatenate(sequences), dtype)
     _check_finite(flat)
     padded = np.zeros((len(sequences), int(lengths.max()), n_features), dtype)
     rows = np.repeat(np.arange(len(sequences)), lengths)
@@ -157,7 +187,9 @@ def _pad_sequence_list(X, dtype):
 def _check_finite(array):
     # A sum is finite iff every element is (barring overflow, which the
     # second look below catches): one cheap pass over large inputs.
-    if np.isfinite(array.sum(dtype=np.float64)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum(dtype=np.float64)
+    if np.isfinite(total):
         return
     if np.isnan(array).any():
         raise ValueError(
@@ -165,10 +197,89 @@ def _check_finite(array):
             "sklearn.impute.SimpleImputer) or drop those time steps first."
         )
     if not np.isfinite(array).all():
+        hint = " or fit with precision='64'" if array.dtype == np.float32 else ""
         raise ValueError(
             "Input X contains infinity or a value too large for dtype "
-            f"{array.dtype}. Clip or rescale the data first."
+            f"{array.dtype}. Clip or rescale the data first{hint}."
         )
+
+
+def _check_container(X):
+    """Reject what is not a collection of sequences, before numpy guesses."""
+    if isinstance(X, (str, bytes, numbers.Number)) or X is None:
+        raise TypeError(
+            f"X must be an array-like of sequences, got {type(X).__name__}. "
+            "Pass a 3-D array (n_samples, n_timesteps, n_features), a 2-D "
+            "array (n_samples, n_timesteps) or a list of sequences."
+        )
+    if issparse(X):
+        return  # scikit-learn's own check explains that sparse is unsupported
+    if isinstance(X, (dict, set, frozenset)) or not (
+        hasattr(X, "__len__") or hasattr(X, "__array__")
+    ):
+        raise TypeError(
+            f"X must be an array-like of sequences, got {type(X).__name__}. "
+            "Iterators, generators, sets and dicts have no fixed order or "
+            "length: convert X to a list or array first, e.g. list(X)."
+        )
+    if isinstance(X, np.ma.MaskedArray) and np.ma.count_masked(X):
+        raise ValueError(
+            f"X is a masked array with {np.ma.count_masked(X)} masked values, "
+            "which sklstm would read as ordinary numbers. Fill or impute them "
+            "first (e.g. X.filled(0)) or drop those time steps."
+        )
+    if isinstance(X, (list, tuple)):
+        for index, item in enumerate(X):
+            if item is None or isinstance(item, (str, bytes, dict, set)):
+                raise TypeError(
+                    f"X[{index}] is {type(item).__name__}; every sequence must "
+                    "be an array-like of numbers."
+                )
+
+
+def _check_table_dtypes(X):
+    """Name non-numeric content of an array or DataFrame before conversion."""
+    if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # a DataFrame
+        for column, dtype in zip(X.columns, X.dtypes, strict=True):
+            _check_numeric_kind(dtype, f"Column {column!r} of X")
+    elif hasattr(X, "dtype"):
+        _check_numeric_kind(X.dtype, "X")
+
+
+def _checked_array(X, estimator):
+    _check_table_dtypes(X)
+    try:
+        return check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            allow_nd=True,
+            ensure_2d=False,
+            ensure_all_finite=False,
+            ensure_min_samples=1,
+            input_name="X",
+            estimator=estimator,
+        )
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        if "could not convert" in message:
+            # Object arrays and nested lists holding strings.
+            raise ValueError(
+                f"X holds non-numeric values ({message}). Encode them as "
+                "numbers before fitting."
+            ) from None
+        if "argument must be" in message:
+            # Objects that are not even strings: dicts, lists, None...
+            raise TypeError(
+                f"X holds values that are not numbers ({message}). Every "
+                "value of X must be a number."
+            ) from None
+        if "inhomogeneous" in message or "with a sequence" in message:
+            raise ValueError(
+                f"X could not be read as one array ({message}). Pass "
+                "sequences of different lengths as a list of arrays, each "
+                "(n_timesteps_i, n_features)."
+            ) from None
+        raise
 
 
 def to_sequences(X, *, precision="32", estimator=None):
@@ -185,12 +296,7 @@ def to_sequences(X, *, precision="32", estimator=None):
         Named in error messages.
     """
     dtype = _FLOAT_DTYPES.get(precision, np.float32)
-    if isinstance(X, (str, bytes, numbers.Number)) or X is None:
-        raise TypeError(
-            f"X must be an array-like of sequences, got {type(X).__name__}. "
-            "Pass a 3-D array (n_samples, n_timesteps, n_features), a 2-D "
-            "array (n_samples, n_timesteps) or a list of sequences."
-        )
+    _check_container(X)
     if isinstance(X, (list, tuple)) and len(X) == 0:
         raise ValueError(
             "X is empty: found 0 sequences (shape=(0,)) while a minimum of 1 "
@@ -199,16 +305,7 @@ def to_sequences(X, *, precision="32", estimator=None):
     if _is_sequence_list(X):
         return _pad_sequence_list(X, dtype)
     feature_names = _get_feature_names(X)
-    array = check_array(
-        X,
-        dtype=[np.float64, np.float32],
-        allow_nd=True,
-        ensure_2d=False,
-        ensure_all_finite=False,
-        ensure_min_samples=1,
-        input_name="X",
-        estimator=estimator,
-    )
+    array = _checked_array(X, estimator)
     if array.ndim not in (2, 3):
         if array.ndim == 1:
             raise ValueError(
@@ -232,7 +329,7 @@ def to_sequences(X, *, precision="32", estimator=None):
             f"X has shape {array.shape}, with {array.shape[1]} time steps "
             f"and {array.shape[2]} features; both must be at least 1."
         )
-    array = np.asarray(array, dtype=dtype)
+    array = _to_float(np.asarray(array), dtype)
     if not array.flags.writeable:
         array = array.copy()
     _check_finite(array)
@@ -306,10 +403,24 @@ def from_channels_first(X):
     >>> from_channels_first(np.zeros((5, 3, 40))).shape
     (5, 40, 3)
     """
+    if isinstance(X, (str, bytes, numbers.Number, dict, set)) or X is None:
+        raise TypeError(
+            f"X must be a 3-D array (n_cases, n_channels, n_timepoints) or a "
+            f"list of (n_channels, n_timepoints_i) arrays, got {type(X).__name__}."
+        )
     if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("X is empty: pass at least one case.")
         converted = []
         for index, item in enumerate(X):
-            array = np.asarray(item)
+            try:
+                array = np.asarray(item)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"X[{index}] could not be read as an array ({exc}). Each "
+                    "case must be (n_channels, n_timepoints), with the same "
+                    "number of time points in every channel."
+                ) from None
             if array.ndim == 1:
                 array = array[None, :]
             if array.ndim != 2:
@@ -319,7 +430,13 @@ def from_channels_first(X):
                 )
             converted.append(array.T)
         return converted
-    array = np.asarray(X)
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"X could not be read as one 3-D array ({exc}). Pass cases of "
+            "different lengths as a list of (n_channels, n_timepoints_i) arrays."
+        ) from None
     if array.ndim != 3:
         raise ValueError(
             f"Expected a 3-D array (n_cases, n_channels, n_timepoints), got "
@@ -373,12 +490,21 @@ def from_long_format(frame, *, id_column, time_column, feature_columns=None):
         feature_columns = [
             c for c in frame.columns if c not in (id_column, time_column)
         ]
-    missing = [c for c in feature_columns if c not in frame.columns]
+    elif isinstance(feature_columns, str) or not hasattr(feature_columns, "__iter__"):
+        feature_columns = [feature_columns]
+    feature_columns = list(feature_columns)
+    try:
+        missing = [c for c in feature_columns if c not in frame.columns]
+    except TypeError:
+        raise TypeError(
+            f"feature_columns={feature_columns!r} must be a list of column names."
+        ) from None
     if missing or not feature_columns:
         raise ValueError(
             f"feature_columns {missing or feature_columns} are missing or "
             f"empty; the DataFrame has columns {list(frame.columns)}."
         )
+    _check_long_frame(frame, id_column, time_column, feature_columns)
     ordered = frame.sort_values([id_column, time_column], kind="stable")
     ids = frame[id_column].drop_duplicates().to_numpy()
     groups = {
@@ -386,3 +512,34 @@ def from_long_format(frame, *, id_column, time_column, feature_columns=None):
         for key, group in ordered.groupby(id_column, sort=False)
     }
     return [groups[key] for key in ids], ids
+
+
+def _check_long_frame(frame, id_column, time_column, feature_columns):
+    """Checks whose failure would otherwise give wrong or unordered sequences."""
+    if len(frame) == 0:
+        raise ValueError("frame has no rows: there are no sequences to build.")
+    for column in (id_column, time_column):
+        if frame[column].isna().any():
+            raise ValueError(
+                f"Column {column!r} has {int(frame[column].isna().sum())} "
+                "missing values; every row needs a sequence id and a time "
+                "to be placed. Drop or fill those rows first."
+            )
+    non_numeric = [
+        column
+        for column in feature_columns
+        if getattr(frame[column].dtype, "kind", "O") not in "biuf"
+    ]
+    if non_numeric:
+        raise ValueError(
+            f"feature_columns {non_numeric} are not numeric. Encode them as "
+            "numbers (or leave them out of feature_columns) first."
+        )
+    duplicated = frame.duplicated([id_column, time_column])
+    if duplicated.any():
+        first = frame.loc[duplicated, [id_column, time_column]].iloc[0].tolist()
+        raise ValueError(
+            f"{int(duplicated.sum())} rows repeat an ({id_column!r}, "
+            f"{time_column!r}) pair, e.g. {first}: the order of those steps "
+            "is ambiguous. Aggregate or drop duplicate rows first."
+        )

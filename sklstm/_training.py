@@ -29,6 +29,28 @@ class TrainingDiverged(RuntimeError):
     """Raised inside the loop when the training loss stops being finite."""
 
 
+class DeviceOutOfMemoryError(torch.OutOfMemoryError, MemoryError):
+    """Training or prediction ran out of memory; the message says what to lower.
+
+    Both a ``MemoryError`` and a ``torch.OutOfMemoryError``, so code that
+    already catches either keeps working.
+    """
+
+
+def is_out_of_memory(exc):
+    """Whether ``exc`` reports an allocation failure, on a GPU or the CPU."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    # torch's CPU allocator raises a plain RuntimeError.
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def parameters_finite(module):
+    """True when every parameter of ``module`` is finite (one device sync)."""
+    checks = [torch.isfinite(p).all() for p in module.parameters()]
+    return bool(torch.stack(checks).all()) if checks else True
+
+
 @dataclass
 class TensorData:
     """Sequences, targets and weights as tensors, ready for batching.
@@ -327,7 +349,10 @@ class SequenceNet(NeuralNet):
         Returns an array ``(n, n_outputs)`` or, for per-step outputs, a
         padded ``(n, max_timesteps, n_outputs)`` array.
         """
-        self.module_.eval()
+        # Training leaves the module in eval mode; switching only when needed
+        # keeps concurrent predictions from writing to the shared module.
+        if self.module_.training:
+            self.module_.eval()
         device = torch.device(self.device)
         batches = Batches(data, batch_size, shuffle=False, device=device)
         result = None
