@@ -185,10 +185,11 @@ def _pad_sequence_list(X, dtype):
 
 
 def _check_finite(array):
-    # A sum is finite iff every element is (barring overflow, which the
-    # second look below catches): one cheap pass over large inputs.
+    # A sum is finite iff every element is, barring overflow of the sum
+    # itself, which only sends us on to the exact element-wise look below:
+    # one cheap pass over large inputs, in their own dtype.
     with np.errstate(over="ignore", invalid="ignore"):
-        total = array.sum(dtype=np.float64)
+        total = array.sum()
     if np.isfinite(total):
         return
     if np.isnan(array).any():

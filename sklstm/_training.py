@@ -128,6 +128,12 @@ class Batches:
 
     def _batch_indices(self):
         n_samples = len(self.data)
+        if not self.shuffle and self.data.equal_lengths and self.data.rows is None:
+            # In order and uncut: plain slices, whose batches are views.
+            return [
+                slice(start, min(start + self.batch_size, n_samples))
+                for start in range(0, n_samples, self.batch_size)
+            ]
         if self.shuffle:
             order = torch.randperm(n_samples, generator=self.generator)
         else:
@@ -151,7 +157,10 @@ class Batches:
             yield batch
 
     def with_indices(self):
-        """Yield ``(indices, batch)``: which sequences each batch holds."""
+        """Yield ``(indices, batch)``: which sequences each batch holds.
+
+        ``indices`` is an index tensor, or a slice for in-order batches.
+        """
         data = self.data
         on_device = data.padded.device == self.device
         for indices in self._batch_indices():
@@ -162,7 +171,11 @@ class Batches:
             else:
                 lengths = data.lengths[indices]
                 n_steps = int(lengths.max())
-            index = indices.to(data.padded.device, non_blocking=True)
+            index = (
+                indices
+                if isinstance(indices, slice)
+                else indices.to(data.padded.device, non_blocking=True)
+            )
             if data.equal_lengths:
                 padded = data.padded[index]
             else:
@@ -358,8 +371,13 @@ class SequenceNet(NeuralNet):
         result = None
         with torch.inference_mode(), autocast_context(self.precision, device):
             for indices, (padded, lengths, _, _) in batches.with_indices():
+                result_rows = (
+                    np.arange(len(data))[indices]
+                    if isinstance(indices, slice)
+                    else indices.numpy()
+                )
                 padded, lengths = _round_up_rows(padded, lengths)
-                outputs = self.module_(padded, lengths)[: len(indices)]
+                outputs = self.module_(padded, lengths)[: len(result_rows)]
                 outputs = outputs.double().cpu().numpy()
                 if result is None:
                     # Ragged batches are grouped by length: put rows back in
@@ -371,9 +389,9 @@ class SequenceNet(NeuralNet):
                     )
                     result = np.zeros(shape)
                 if outputs.ndim == 3:
-                    result[indices.numpy(), : outputs.shape[1]] = outputs
+                    result[result_rows, : outputs.shape[1]] = outputs
                 else:
-                    result[indices.numpy()] = outputs
+                    result[result_rows] = outputs
         return result
 
 
