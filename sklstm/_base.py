@@ -61,7 +61,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "output_mode": [StrOptions({"last", "sequence"})],
         "pooling": [StrOptions({"last", "mean", "max", "attention"})],
         "conv_filters": [None, tuple, list],
-        "conv_kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "conv_kernel_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "conv_placement": [StrOptions({"parallel", "before"})],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -96,6 +97,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         pooling,
         conv_filters,
         conv_kernel_size,
+        conv_placement,
         forget_bias,
         standardize,
         max_epochs,
@@ -125,6 +127,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.pooling = pooling
         self.conv_filters = conv_filters
         self.conv_kernel_size = conv_kernel_size
+        self.conv_placement = conv_placement
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.max_epochs = max_epochs
@@ -261,11 +264,29 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     f"conv_filters={self.conv_filters!r} must be a tuple of "
                     "positive ints (channels of each convolution), or None."
                 )
-        if self.conv_kernel_size % 2 == 0:
+        self._conv_kernel_sizes()
+
+    def _conv_kernel_sizes(self):
+        """One odd kernel width per convolution, from ``conv_kernel_size``."""
+        n_layers = len(self.conv_filters or ())
+        if isinstance(self.conv_kernel_size, Integral):
+            widths = (self.conv_kernel_size,) * n_layers
+        else:
+            widths = tuple(self.conv_kernel_size)
+            if len(widths) != n_layers:
+                raise ValueError(
+                    f"conv_kernel_size={self.conv_kernel_size!r} gives "
+                    f"{len(widths)} widths for {n_layers} convolutions "
+                    f"(conv_filters={self.conv_filters!r}); pass one int or "
+                    "one width per convolution."
+                )
+        if not all(isinstance(w, Integral) and w >= 1 and w % 2 for w in widths):
             raise ValueError(
-                f"conv_kernel_size={self.conv_kernel_size} must be odd so that "
-                "convolutions keep every time step aligned; use e.g. 3, 5 or 7."
+                f"conv_kernel_size={self.conv_kernel_size!r} must hold odd "
+                "positive ints so that convolutions keep every time step "
+                "aligned; use e.g. 3, 5 or 7."
             )
+        return widths
         for callback in self.callbacks or []:
             if not isinstance(callback, Callback) and not (
                 isinstance(callback, tuple) and len(callback) == 2
@@ -381,7 +402,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             output_mode=self.output_mode,
             pooling=self.pooling,
             conv_filters=tuple(self.conv_filters or ()),
-            conv_kernel_size=self.conv_kernel_size,
+            conv_kernel_sizes=self._conv_kernel_sizes(),
+            conv_placement=self.conv_placement,
             forget_bias=self.forget_bias,
             feature_mean=torch.as_tensor(mean),
             feature_scale=torch.as_tensor(scale),
