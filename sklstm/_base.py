@@ -44,6 +44,12 @@ _OPTIMIZERS = {
 # and per-batch overhead vanishes.
 _PREDICT_BATCH_SIZE = 1024
 
+# Bounds of batch_size="auto" (n_train // 16 in between).
+_AUTO_MIN_BATCH = 16
+_AUTO_MAX_BATCH = 64
+# early_stopping="auto" holds out a validation set from this many sequences.
+_AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
+
 
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     """Base class for recurrent-network estimators.
@@ -65,14 +71,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "conv_placement": [StrOptions({"parallel", "before"})],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
+        "sequence_norm": [None, StrOptions({"append", "replace"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(_OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -100,6 +110,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         conv_placement,
         forget_bias,
         standardize,
+        sequence_norm,
         max_epochs,
         batch_size,
         lr,
@@ -130,6 +141,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.conv_placement = conv_placement
         self.forget_bias = forget_bias
         self.standardize = standardize
+        self.sequence_norm = sequence_norm
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -216,7 +228,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         weights = self._step_weights(targets, sample_weight, sequences, target_state)
 
-        use_validation = self.early_stopping and not incremental
+        use_validation = not incremental and self._early_stopping_on(
+            sequences.n_samples
+        )
         train_index, valid_index = self._split(targets, sequences, seed, use_validation)
         data = SplitData(
             self._tensor_data(sequences, targets, weights, train_index, device),
@@ -228,7 +242,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             if continuing:
                 net = self.net_
             else:
-                net = self._build_net(sequences, targets, target_state, device, seed)
+                net = self._build_net(
+                    sequences,
+                    targets,
+                    target_state,
+                    device,
+                    seed,
+                    n_train=len(train_index),
+                    use_validation=use_validation,
+                )
                 net.initialize()
             epochs = 1 if incremental else self.max_epochs
             interrupted = self._train(net, data, epochs)
@@ -269,6 +291,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _conv_kernel_sizes(self):
         """One odd kernel width per convolution, from ``conv_kernel_size``."""
         n_layers = len(self.conv_filters or ())
+        if n_layers == 0:
+            return ()
         if isinstance(self.conv_kernel_size, Integral):
             widths = (self.conv_kernel_size,) * n_layers
         else:
@@ -389,7 +413,25 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _n_outputs(self, targets, target_state):
         raise NotImplementedError
 
-    def _build_net(self, sequences, targets, target_state, device, seed):
+    def _resolve_batch_size(self, n_train):
+        """``batch_size``, with "auto" resolved for ``n_train`` sequences."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        # Small data sets need many small steps per epoch to train in 100
+        # epochs; large ones can afford bigger, faster batches.
+        return min(_AUTO_MAX_BATCH, max(_AUTO_MIN_BATCH, n_train // 16))
+
+    def _early_stopping_on(self, n_samples):
+        """``early_stopping``, with "auto" resolved for ``n_samples``."""
+        if self.early_stopping != "auto":
+            return self.early_stopping
+        # As in HistGradientBoosting: hold data out only when there is
+        # enough of it for the validation score to mean something.
+        return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
+
+    def _build_net(
+        self, sequences, targets, target_state, device, seed, *, n_train, use_validation
+    ):
         mean, scale = self._feature_statistics(sequences)
         module_kwargs = dict(
             n_inputs=sequences.n_features,
@@ -405,6 +447,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             conv_kernel_sizes=self._conv_kernel_sizes(),
             conv_placement=self.conv_placement,
             forget_bias=self.forget_bias,
+            sequence_norm=self.sequence_norm,
             feature_mean=torch.as_tensor(mean),
             feature_scale=torch.as_tensor(scale),
         )
@@ -418,7 +461,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 ("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=self.max_epochs))
             )
         elif self.lr_schedule == "plateau":
-            monitor = "valid_loss" if self.early_stopping else "train_loss"
+            monitor = "valid_loss" if use_validation else "train_loss"
             callbacks.append(
                 (
                     "lr_schedule",
@@ -430,7 +473,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     ),
                 )
             )
-        if self.early_stopping:
+        if use_validation:
             callbacks.append(
                 (
                     "early_stopping",
@@ -455,7 +498,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
             max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
+            batch_size=self._resolve_batch_size(n_train),
             train_split=None,
             callbacks=callbacks,
             verbose=0,

@@ -42,6 +42,9 @@ class RecurrentNetwork(nn.Module):
         recurrent state (LSTM-FCN). "before": they feed the recurrent layers.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
+    sequence_norm : {"append", "replace"} or None
+        Also feed (or feed instead) each sequence z-normalised over its own
+        valid steps, per feature.
     feature_mean, feature_scale : tensor of shape (n_inputs,)
         Per-feature standardisation learned in ``fit``.
     """
@@ -62,6 +65,7 @@ class RecurrentNetwork(nn.Module):
         conv_kernel_sizes=(),
         conv_placement="parallel",
         forget_bias=1.0,
+        sequence_norm=None,
         feature_mean=None,
         feature_scale=None,
     ):
@@ -73,6 +77,9 @@ class RecurrentNetwork(nn.Module):
         scale = torch.ones(n_inputs) if feature_scale is None else feature_scale
         self.register_buffer("feature_mean", torch.as_tensor(mean).float())
         self.register_buffer("feature_scale", torch.as_tensor(scale).float())
+        self.sequence_norm = sequence_norm
+        if sequence_norm == "append":
+            n_inputs = 2 * n_inputs
 
         self.conv_placement = conv_placement
         convolutions, norms = [], []
@@ -125,6 +132,12 @@ class RecurrentNetwork(nn.Module):
             # Zero the padding so the convolutions see what they would see
             # at the end of a lone sequence: their own zero padding.
             x = x * mask[..., None].to(x.dtype)
+        if self.sequence_norm is not None:
+            normalised = _normalise_each(x, lengths, mask)
+            if self.sequence_norm == "replace":
+                x = normalised
+            else:
+                x = torch.cat([x, normalised], dim=-1)
         conv_states = None
         if self.convolutions:
             conv_states = self._convolve(x, mask)
@@ -188,6 +201,18 @@ def _masked_mean(states, lengths, mask):
     weights = mask[..., None].to(states.dtype)
     totals = (states * weights).sum(dim=1)
     return totals / lengths.to(states.device)[:, None].to(states.dtype)
+
+
+def _normalise_each(x, lengths, mask):
+    """Each sequence z-normalised per feature over its own valid steps."""
+    mean = _masked_mean(x, lengths, mask)[:, None, :]
+    centred = x - mean
+    if mask is not None:
+        centred = centred * mask[..., None].to(x.dtype)
+    var = _masked_mean(centred.square(), lengths, mask)[:, None, :]
+    # A constant feature carries no shape: it becomes zeros, not NaN.
+    scale = torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
+    return centred / scale
 
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):

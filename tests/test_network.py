@@ -20,12 +20,16 @@ def _network(**options):
     return RecurrentNetwork(**settings)
 
 
+@pytest.mark.parametrize("sequence_norm", [None, "append"])
 @pytest.mark.parametrize("placement", ["parallel", "before"])
 @pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
 @pytest.mark.parametrize("output_mode", ["last", "sequence"])
-def test_padding_never_changes_an_output(placement, pooling, output_mode):
+def test_padding_never_changes_an_output(
+    placement, pooling, output_mode, sequence_norm
+):
     network = _network(
         conv_placement=placement,
+        sequence_norm=sequence_norm,
         pooling=pooling,
         output_mode=output_mode,
         bidirectional=True,
