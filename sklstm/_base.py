@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -47,6 +48,10 @@ _PREDICT_BATCH_SIZE = 1024
 # Bounds of batch_size="auto" (n_train // 16 in between).
 _AUTO_MIN_BATCH = 16
 _AUTO_MAX_BATCH = 64
+# max_epochs="auto": at least this many optimiser steps, within these epochs.
+_AUTO_MIN_STEPS = 500
+_AUTO_MIN_EPOCHS = 100
+_AUTO_MAX_EPOCHS = 300
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
 
@@ -72,7 +77,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "batch_size": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -252,7 +260,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     use_validation=use_validation,
                 )
                 net.initialize()
-            epochs = 1 if incremental else self.max_epochs
+            epochs = 1 if incremental else self._resolve_max_epochs(len(train_index))
             interrupted = self._train(net, data, epochs)
 
         self.net_ = net
@@ -421,6 +429,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # epochs; large ones can afford bigger, faster batches.
         return min(_AUTO_MAX_BATCH, max(_AUTO_MIN_BATCH, n_train // 16))
 
+    def _resolve_max_epochs(self, n_train):
+        """``max_epochs``, with "auto" resolved for ``n_train`` sequences."""
+        if self.max_epochs != "auto":
+            return self.max_epochs
+        # 100 epochs are few steps on a small data set (36 sequences: 300
+        # steps); give it at least _AUTO_MIN_STEPS, within a cap.
+        n_batches = math.ceil(n_train / self._resolve_batch_size(n_train))
+        wanted = math.ceil(_AUTO_MIN_STEPS / n_batches)
+        return min(_AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, wanted))
+
     def _early_stopping_on(self, n_samples):
         """``early_stopping``, with "auto" resolved for ``n_samples``."""
         if self.early_stopping != "auto":
@@ -433,6 +451,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self, sequences, targets, target_state, device, seed, *, n_train, use_validation
     ):
         mean, scale = self._feature_statistics(sequences)
+        max_epochs = self._resolve_max_epochs(n_train)
         module_kwargs = dict(
             n_inputs=sequences.n_features,
             n_outputs=self._n_outputs(targets, target_state),
@@ -458,7 +477,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         if self.lr_schedule == "cosine":
             callbacks.append(
-                ("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=self.max_epochs))
+                (
+                    "lr_schedule",
+                    LRScheduler("CosineAnnealingLR", T_max=max_epochs),
+                )
             )
         elif self.lr_schedule == "plateau":
             monitor = "valid_loss" if use_validation else "train_loss"
@@ -497,7 +519,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             optimizer=_OPTIMIZERS[self.optimizer],
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
-            max_epochs=self.max_epochs,
+            max_epochs=max_epochs,
             batch_size=self._resolve_batch_size(n_train),
             train_split=None,
             callbacks=callbacks,

@@ -54,8 +54,10 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         Also feed ("append") or feed instead ("replace") each sequence
         z-normalised per feature over its own valid steps: its shape
         regardless of its level and scale.
-    max_epochs : int, default=100
-        Passes over the training data.
+    max_epochs : int or "auto", default="auto"
+        Passes over the training data. "auto": enough for 500 optimiser
+        steps, clipped to [100, 300] epochs; with the "auto" batch size,
+        100 epochs from 65 training sequences up, 167 for 33 to 48.
     batch_size : int or "auto", default="auto"
         Sequences per mini-batch. "auto": ``n_train // 16`` clipped to
         [16, 64], for ``n_train`` training sequences: small batches, hence
@@ -153,7 +155,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
-        max_epochs=100,
+        max_epochs="auto",
         batch_size="auto",
         lr=1e-3,
         optimizer="adam",

@@ -55,3 +55,11 @@ def test_sequence_norm_sees_shape_not_scale():
     np.testing.assert_allclose(
         model.predict_proba(X[:20]), model.predict_proba(X[20:]), atol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "n_train, expected", [(10, 300), (36, 167), (64, 125), (65, 100), (5000, 100)]
+)
+def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
+    assert LSTMClassifier()._resolve_max_epochs(n_train) == expected
+    assert LSTMClassifier(max_epochs=7)._resolve_max_epochs(n_train) == 7
