@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -49,6 +50,16 @@ _OPTIMIZERS = {
 # and per-batch overhead vanishes.
 _PREDICT_BATCH_SIZE = 1024
 
+# Bounds of batch_size="auto" (n_train // 16 in between).
+_AUTO_MIN_BATCH = 16
+_AUTO_MAX_BATCH = 64
+# max_epochs="auto": at least this many optimiser steps, within these epochs.
+_AUTO_MIN_STEPS = 500
+_AUTO_MIN_EPOCHS = 100
+_AUTO_MAX_EPOCHS = 300
+# early_stopping="auto" holds out a validation set from this many sequences.
+_AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
+
 
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     """Base class for recurrent-network estimators.
@@ -66,17 +77,30 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "output_mode": [StrOptions({"last", "sequence"})],
         "pooling": [StrOptions({"last", "mean", "max", "attention"})],
         "conv_filters": [None, tuple, list],
-        "conv_kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "conv_kernel_size": [
+            Interval(Integral, 1, None, closed="left"),
+            tuple,
+            list,
+            StrOptions({"auto"}),
+        ],
+        "conv_placement": [StrOptions({"parallel", "before"})],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "sequence_norm": [None, StrOptions({"append", "replace"})],
+        "max_epochs": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(_OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -101,8 +125,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         pooling,
         conv_filters,
         conv_kernel_size,
+        conv_placement,
         forget_bias,
         standardize,
+        sequence_norm,
         max_epochs,
         batch_size,
         lr,
@@ -130,8 +156,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.pooling = pooling
         self.conv_filters = conv_filters
         self.conv_kernel_size = conv_kernel_size
+        self.conv_placement = conv_placement
         self.forget_bias = forget_bias
         self.standardize = standardize
+        self.sequence_norm = sequence_norm
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -218,7 +246,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         weights = self._step_weights(targets, sample_weight, sequences, target_state)
 
-        use_validation = self.early_stopping and not incremental
+        use_validation = not incremental and self._early_stopping_on(
+            sequences.n_samples
+        )
         train_index, valid_index = self._split(targets, sequences, seed, use_validation)
         _check_total_weight(weights, train_index, valid_index)
         data = self._split_data(
@@ -231,14 +261,22 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 # so that a failed fit leaves the previous model intact.
                 snapshot = _TrainingSnapshot(net)
             else:
-                net = self._build_net(sequences, targets, target_state, device, seed)
+                net = self._build_net(
+                    sequences,
+                    targets,
+                    target_state,
+                    device,
+                    seed,
+                    n_train=len(train_index),
+                    use_validation=use_validation,
+                )
                 try:
                     net.initialize()
                 except (RuntimeError, MemoryError) as exc:
                     if not is_out_of_memory(exc):
                         raise
                     raise self._out_of_memory_error(exc, "build", device) from exc
-            epochs = 1 if incremental else self.max_epochs
+            epochs = 1 if incremental else self._resolve_max_epochs(len(train_index))
             try:
                 interrupted = self._train(net, data, epochs)
             except BaseException:
@@ -248,6 +286,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         self.net_ = net
         self._seed = seed
+        if not continuing:
+            # What resolved the "auto" parameters; sklstm.load needs them.
+            self._n_train = len(train_index)
+            self._use_validation = use_validation
         self._store_target_state(target_state)
         record_features(self, sequences)
         self.history_ = net.history
@@ -277,11 +319,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     f"conv_filters={self.conv_filters!r} must be a tuple of "
                     "positive ints (channels of each convolution), or None."
                 )
-        if self.conv_kernel_size % 2 == 0:
-            raise ValueError(
-                f"conv_kernel_size={self.conv_kernel_size} must be odd so that "
-                "convolutions keep every time step aligned; use e.g. 3, 5 or 7."
-            )
+        self._conv_kernel_sizes()
         for callback in self.callbacks or []:
             if not isinstance(callback, Callback) and not (
                 isinstance(callback, tuple)
@@ -293,6 +331,35 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     f"callbacks must hold skorch Callback instances or "
                     f"(name, Callback) tuples, got {callback!r}."
                 )
+
+    def _conv_kernel_sizes(self):
+        """One odd kernel width per convolution, from ``conv_kernel_size``."""
+        n_layers = len(self.conv_filters or ())
+        if n_layers == 0:
+            return ()
+        if self.conv_kernel_size == "auto":
+            # Wide to narrow, as in FCN (Wang et al. 2017): 7, 5, ..., 5, 3.
+            if n_layers == 1:
+                return (5,)
+            return (7,) + (5,) * (n_layers - 2) + (3,)
+        if isinstance(self.conv_kernel_size, Integral):
+            widths = (self.conv_kernel_size,) * n_layers
+        else:
+            widths = tuple(self.conv_kernel_size)
+            if len(widths) != n_layers:
+                raise ValueError(
+                    f"conv_kernel_size={self.conv_kernel_size!r} gives "
+                    f"{len(widths)} widths for {n_layers} convolutions "
+                    f"(conv_filters={self.conv_filters!r}); pass one int or "
+                    "one width per convolution."
+                )
+        if not all(isinstance(w, Integral) and w >= 1 and w % 2 for w in widths):
+            raise ValueError(
+                f"conv_kernel_size={self.conv_kernel_size!r} must be odd "
+                "positive ints (one, or one per convolution) so that "
+                "convolutions keep every time step aligned; use e.g. 3, 5 or 7."
+            )
+        return widths
 
     def _check_sample_weight(self, sample_weight, sequences):
         if sample_weight is None:
@@ -396,7 +463,35 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _n_outputs(self, targets, target_state):
         raise NotImplementedError
 
-    def _build_net(self, sequences, targets, target_state, device, seed):
+    def _resolve_batch_size(self, n_train):
+        """``batch_size``, with "auto" resolved for ``n_train`` sequences."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        # Small data sets need many small steps per epoch to train in 100
+        # epochs; large ones can afford bigger, faster batches.
+        return min(_AUTO_MAX_BATCH, max(_AUTO_MIN_BATCH, n_train // 16))
+
+    def _resolve_max_epochs(self, n_train):
+        """``max_epochs``, with "auto" resolved for ``n_train`` sequences."""
+        if self.max_epochs != "auto":
+            return self.max_epochs
+        # 100 epochs are few steps on a small data set (36 sequences: 300
+        # steps); give it at least _AUTO_MIN_STEPS, within a cap.
+        n_batches = math.ceil(n_train / self._resolve_batch_size(n_train))
+        wanted = math.ceil(_AUTO_MIN_STEPS / n_batches)
+        return min(_AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, wanted))
+
+    def _early_stopping_on(self, n_samples):
+        """``early_stopping``, with "auto" resolved for ``n_samples``."""
+        if self.early_stopping != "auto":
+            return self.early_stopping
+        # As in HistGradientBoosting: hold data out only when there is
+        # enough of it for the validation score to mean something.
+        return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
+
+    def _build_net(
+        self, sequences, targets, target_state, device, seed, *, n_train, use_validation
+    ):
         mean, scale = self._feature_statistics(sequences)
         module_kwargs = dict(
             n_inputs=sequences.n_features,
@@ -409,19 +504,29 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             output_mode=self.output_mode,
             pooling=self.pooling,
             conv_filters=tuple(self.conv_filters or ()),
-            conv_kernel_size=self.conv_kernel_size,
+            conv_kernel_sizes=self._conv_kernel_sizes(),
+            conv_placement=self.conv_placement,
             forget_bias=self.forget_bias,
+            sequence_norm=self.sequence_norm,
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),
         )
-        return self._assemble_net(module_kwargs, device, seed)
+        return self._assemble_net(
+            module_kwargs,
+            device,
+            seed,
+            n_train=n_train,
+            use_validation=use_validation,
+        )
 
-    def _assemble_net(self, module_kwargs, device, seed):
+    def _assemble_net(self, module_kwargs, device, seed, *, n_train, use_validation):
         """The skorch net for this estimator's parameters and a module's kwargs.
 
         Separate from :meth:`_build_net` so that :func:`sklstm.load` rebuilds a
-        saved net from its stored module kwargs, not from training data.
+        saved net from its stored module kwargs, not from training data;
+        ``n_train`` and ``use_validation`` resolve the "auto" parameters.
         """
+        max_epochs = self._resolve_max_epochs(n_train)
         callbacks = []
         if self.gradient_clip is not None:
             callbacks.append(
@@ -429,10 +534,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         if self.lr_schedule == "cosine":
             callbacks.append(
-                ("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=self.max_epochs))
+                (
+                    "lr_schedule",
+                    LRScheduler("CosineAnnealingLR", T_max=max_epochs),
+                )
             )
         elif self.lr_schedule == "plateau":
-            monitor = "valid_loss" if self.early_stopping else "train_loss"
+            monitor = "valid_loss" if use_validation else "train_loss"
             callbacks.append(
                 (
                     "lr_schedule",
@@ -444,7 +552,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     ),
                 )
             )
-        if self.early_stopping:
+        if use_validation:
             callbacks.append(
                 (
                     "early_stopping",
@@ -470,8 +578,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             optimizer=_OPTIMIZERS[self.optimizer],
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
+            max_epochs=max_epochs,
+            batch_size=self._resolve_batch_size(n_train),
             train_split=None,
             callbacks=callbacks,
             verbose=0,

@@ -38,7 +38,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         Read sequences in both directions.
     cell : {"lstm", "gru"}, default="lstm"
         Recurrent cell.
-    dropout : float, default=0.0
+    dropout : float, default=0.3
         Dropout between stacked layers and before the output layer.
     output_mode : {"last", "sequence"}, default="last"
         "last": one label per sequence. "sequence": one label per time step.
@@ -47,20 +47,39 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         the state at the last valid step (for a bidirectional network, plus
         the backward state at the first step), their mean or maximum over
         valid steps, or a learned attention-weighted sum.
-    conv_filters : tuple of int or None, default=None
-        Channels of each layer of a convolutional front-end applied before
-        the recurrent layers (none when None).
-    conv_kernel_size : int, default=5
-        Odd width of the front-end convolutions.
+    conv_filters : tuple of int or None, default=(64, 128, 64)
+        Channels of each layer of a convolutional block (convolution, batch
+        norm over valid steps only, ReLU); None for no convolutions. The
+        default is the FCN of LSTM-FCN (Karim et al. 2018) at half its
+        width, which the benchmarks show lifts accuracy well above a plain
+        LSTM at half the cost of the full width.
+    conv_kernel_size : int, tuple of int or "auto", default="auto"
+        Odd width of the convolutions: one for all, or one per layer.
+        "auto": wide to narrow as in FCN, (7, 5, ..., 5, 3); (5,) for a
+        single layer.
+    conv_placement : {"parallel", "before"}, default="parallel"
+        "parallel": the convolutions read the input beside the recurrent
+        layers and their output, averaged over valid steps (per step in
+        "sequence" mode), joins the recurrent features before the output
+        layer, as in LSTM-FCN. "before": they feed the recurrent layers.
     forget_bias : float, default=1.0
         Initial bias of the LSTM forget gate (GRU: update gate).
     standardize : bool, default=True
         Standardise each input feature with its mean and standard deviation
         over the valid time steps of the training data.
-    max_epochs : int, default=100
-        Passes over the training data.
-    batch_size : int, default=32
-        Sequences per mini-batch.
+    sequence_norm : {"append", "replace"} or None, default="append"
+        Also feed ("append") or feed instead ("replace") each sequence
+        z-normalised per feature over its own valid steps: its shape
+        regardless of its level and scale.
+    max_epochs : int or "auto", default="auto"
+        Passes over the training data. "auto": enough for 500 optimiser
+        steps, clipped to [100, 300] epochs; with the "auto" batch size,
+        100 epochs from 65 training sequences up, 167 for 33 to 48.
+    batch_size : int or "auto", default="auto"
+        Sequences per mini-batch. "auto": ``n_train // 16`` clipped to
+        [16, 64], for ``n_train`` training sequences: small batches, hence
+        enough steps in ``max_epochs``, on small data sets, and faster
+        epochs on large ones.
     lr : float, default=1e-3
         Learning rate.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
@@ -69,13 +88,14 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         L2 penalty passed to the optimizer.
     gradient_clip : float or None, default=None
         Clip the gradient norm to this value before each step.
-    lr_schedule : {"cosine", "plateau"} or None, default=None
+    lr_schedule : {"cosine", "plateau"} or None, default="cosine"
         Cosine annealing over ``max_epochs``, or halving on a plateau of the
         monitored loss.
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default=False
         Hold out ``validation_fraction`` of the data (stratified), stop when
         the validation accuracy has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs and restore the best weights.
+        ``n_iter_no_change`` epochs and restore the best weights. "auto": on
+        when ``fit`` gets 50 sequences or more.
     validation_fraction : float, default=0.1
         Share of the training data held out when ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -152,20 +172,22 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         num_layers=1,
         bidirectional=False,
         cell="lstm",
-        dropout=0.0,
+        dropout=0.3,
         output_mode="last",
         pooling="last",
-        conv_filters=None,
-        conv_kernel_size=5,
+        conv_filters=(64, 128, 64),
+        conv_kernel_size="auto",
+        conv_placement="parallel",
         forget_bias=1.0,
         standardize=True,
-        max_epochs=100,
-        batch_size=32,
+        sequence_norm="append",
+        max_epochs="auto",
+        batch_size="auto",
         lr=1e-3,
         optimizer="adam",
         weight_decay=0.0,
         gradient_clip=None,
-        lr_schedule=None,
+        lr_schedule="cosine",
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -188,8 +210,10 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             pooling=pooling,
             conv_filters=conv_filters,
             conv_kernel_size=conv_kernel_size,
+            conv_placement=conv_placement,
             forget_bias=forget_bias,
             standardize=standardize,
+            sequence_norm=sequence_norm,
             max_epochs=max_epochs,
             batch_size=batch_size,
             lr=lr,

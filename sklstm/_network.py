@@ -1,8 +1,10 @@
 """The torch module behind both estimators.
 
 One module covers every architecture the estimators expose: an optional
-convolutional front-end, a stacked (bi)directional LSTM or GRU, and either a
-pooled sequence-to-label head or a per-step sequence-to-sequence head. It
+convolutional block (batch-normalised, LSTM-FCN style) that either runs in
+parallel with the recurrent layers or feeds them, a stacked (bi)directional
+LSTM or GRU, and either a pooled sequence-to-label head or a per-step
+sequence-to-sequence head. It
 takes the padded batch and the true lengths, and no position past a
 sequence's end ever influences an output.
 """
@@ -30,11 +32,18 @@ class RecurrentNetwork(nn.Module):
     pooling : {"last", "mean", "max", "attention"}
         How "last" mode summarises the recurrent states over time.
     conv_filters : tuple of int
-        Channels of each convolution in the front-end; empty for none.
-    conv_kernel_size : int
-        Odd kernel width of the front-end convolutions.
+        Channels of each convolution; empty for none.
+    conv_kernel_sizes : tuple of int
+        Odd kernel width of each convolution.
+    conv_placement : {"parallel", "before"}
+        "parallel": the convolutions read the input beside the recurrent
+        layers and their output, averaged over valid steps, joins the pooled
+        recurrent state (LSTM-FCN). "before": they feed the recurrent layers.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
+    sequence_norm : {"append", "replace"} or None
+        Also feed (or feed instead) each sequence z-normalised over its own
+        valid steps, per feature.
     feature_mean, feature_scale : tensor of shape (n_inputs,)
         Per-feature standardisation learned in ``fit``.
     """
@@ -52,8 +61,10 @@ class RecurrentNetwork(nn.Module):
         output_mode="last",
         pooling="last",
         conv_filters=(),
-        conv_kernel_size=5,
+        conv_kernel_sizes=(),
+        conv_placement="parallel",
         forget_bias=1.0,
+        sequence_norm=None,
         feature_mean=None,
         feature_scale=None,
     ):
@@ -66,19 +77,26 @@ class RecurrentNetwork(nn.Module):
         self.register_buffer("feature_mean", torch.as_tensor(mean).float())
         self.register_buffer("feature_scale", torch.as_tensor(scale).float())
         self.standardize = feature_mean is not None or feature_scale is not None
+        self.sequence_norm = sequence_norm
+        if sequence_norm == "append":
+            n_inputs = 2 * n_inputs
 
-        convolutions = []
+        self.conv_placement = conv_placement
+        convolutions, norms = [], []
         channels = n_inputs
-        for filters in conv_filters:
+        for filters, width in zip(conv_filters, conv_kernel_sizes, strict=True):
             convolutions.append(
-                nn.Conv1d(
-                    channels, filters, conv_kernel_size, padding=conv_kernel_size // 2
-                )
+                nn.Conv1d(channels, filters, width, padding=width // 2, bias=False)
             )
+            norms.append(MaskedBatchNorm1d(filters))
             channels = filters
         self.convolutions = nn.ModuleList(convolutions)
+        self.conv_norms = nn.ModuleList(norms)
+        parallel = bool(conv_filters) and conv_placement == "parallel"
+        conv_outputs = channels if parallel else 0
 
         recurrent = _CELLS[cell]
+        first_input = n_inputs if parallel else channels
         if bidirectional:
             # One unidirectional module per direction and layer: the backward
             # one reads each sequence reversed within its own length, so it
@@ -86,7 +104,7 @@ class RecurrentNetwork(nn.Module):
             self.rnn = None
             self.layers = nn.ModuleList()
             for layer in range(num_layers):
-                size = channels if layer == 0 else 2 * hidden_size
+                size = first_input if layer == 0 else 2 * hidden_size
                 self.layers.append(
                     nn.ModuleList(
                         [
@@ -98,7 +116,7 @@ class RecurrentNetwork(nn.Module):
             self.between_layers = nn.Dropout(dropout)
         else:
             self.rnn = recurrent(
-                input_size=channels,
+                input_size=first_input,
                 hidden_size=hidden_size,
                 num_layers=num_layers,
                 batch_first=True,
@@ -110,7 +128,7 @@ class RecurrentNetwork(nn.Module):
         state_size = hidden_size * (2 if bidirectional else 1)
         self.attention = nn.Linear(state_size, 1) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(state_size, n_outputs)
+        self.head = nn.Linear(state_size + conv_outputs, n_outputs)
 
     def forward(self, padded, lengths=None):
         """Outputs for a batch.
@@ -139,13 +157,17 @@ class RecurrentNetwork(nn.Module):
             # Zero the padding so the convolutions see what they would see
             # at the end of a lone sequence: their own zero padding.
             x = x * mask[..., None].to(x.dtype)
+        if self.sequence_norm is not None:
+            normalised = _normalise_each(x, lengths, mask)
+            if self.sequence_norm == "replace":
+                x = normalised
+            else:
+                x = torch.cat([x, normalised], dim=-1)
+        conv_states = None
         if self.convolutions:
-            x = x.transpose(1, 2)
-            for convolution in self.convolutions:
-                x = torch.relu(convolution(x))
-                if mask is not None:
-                    x = x * mask[:, None, :].to(x.dtype)
-            x = x.transpose(1, 2)
+            conv_states = self._convolve(x, mask)
+            if self.conv_placement == "before":
+                x, conv_states = conv_states, None
 
         if self.rnn is not None:
             # Forward recurrence: steps past a sequence's end cannot reach
@@ -156,8 +178,26 @@ class RecurrentNetwork(nn.Module):
             states = self._bidirectional(x, lengths, equal_lengths)
 
         if self.output_mode == "sequence":
+            if conv_states is not None:
+                states = torch.cat([states, conv_states], dim=-1)
             return self.head(self.dropout(states))
-        return self.head(self.dropout(self._pool(states, lengths, mask)))
+        features = self._pool(states, lengths, mask)
+        if conv_states is not None:
+            conv_summary = _masked_mean(conv_states, lengths, mask)
+            features = torch.cat([features, conv_summary], dim=-1)
+        return self.head(self.dropout(features))
+
+    def _convolve(self, x, mask):
+        """Convolution, batch norm and ReLU per layer; padding stays zero."""
+        x = x.transpose(1, 2)
+        channel_mask = None if mask is None else mask[:, None, :].to(x.dtype)
+        for convolution, norm in zip(self.convolutions, self.conv_norms, strict=True):
+            x = torch.relu(norm(convolution(x), mask))
+            if channel_mask is not None:
+                # Zero the padding so the next convolution sees what it would
+                # see at the end of a lone sequence: its own zero padding.
+                x = x * channel_mask
+        return x.transpose(1, 2)
 
     def _bidirectional(self, x, lengths, equal_lengths):
         if equal_lengths:
@@ -183,11 +223,7 @@ class RecurrentNetwork(nn.Module):
                 return states[:, -1]
             return _last_states(states, lengths, self.bidirectional)
         if self.pooling == "mean":
-            if mask is None:
-                return states.mean(dim=1)
-            weights = mask[..., None].to(states.dtype)
-            totals = (states * weights).sum(dim=1)
-            return totals / lengths.to(states.device)[:, None].to(states.dtype)
+            return _masked_mean(states, lengths, mask)
         if self.pooling == "max":
             if mask is None:
                 return states.amax(dim=1)
@@ -198,6 +234,61 @@ class RecurrentNetwork(nn.Module):
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return torch.bmm(weights[:, None, :], states).squeeze(1)
+
+
+def _masked_mean(states, lengths, mask):
+    """Mean of ``states`` (batch, time, channels) over each valid step."""
+    if mask is None:
+        return states.mean(dim=1)
+    weights = mask[..., None].to(states.dtype)
+    totals = (states * weights).sum(dim=1)
+    return totals / lengths.to(states.device)[:, None].to(states.dtype)
+
+
+def _normalise_each(x, lengths, mask):
+    """Each sequence z-normalised per feature over its own valid steps."""
+    mean = _masked_mean(x, lengths, mask)[:, None, :]
+    centred = x - mean
+    if mask is not None:
+        centred = centred * mask[..., None].to(x.dtype)
+    var = _masked_mean(centred.square(), lengths, mask)[:, None, :]
+    # A constant feature carries no shape: it becomes zeros, not NaN.
+    scale = torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
+    return centred / scale
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """Batch normalisation whose training statistics skip padded steps.
+
+    In training, mean and variance are taken over the valid steps of the
+    batch only, so padding never shifts them; in evaluation the running
+    statistics make it a per-step affine map, so a sequence gets the same
+    output alone or inside a batch of longer ones. Unlike ``BatchNorm1d`` it
+    accepts a batch holding a single value per channel (variance zero).
+    """
+
+    def forward(self, x, mask=None):
+        """Normalise ``x`` of shape (batch, channels, time)."""
+        if not self.training:
+            return super().forward(x)
+        if mask is None:
+            if x.shape[0] * x.shape[2] > 1:
+                return super().forward(x)
+            weights = torch.ones_like(x[:, :1])
+        else:
+            weights = mask[:, None, :].to(x.dtype)
+        count = weights.sum()
+        mean = (x * weights).sum(dim=(0, 2)) / count
+        centred = (x - mean[None, :, None]) * weights
+        var = centred.square().sum(dim=(0, 2)) / count
+        with torch.no_grad():
+            unbiased = var * count / (count - 1).clamp_min(1)
+            self.running_mean.lerp_(mean.detach(), self.momentum)
+            self.running_var.lerp_(unbiased.detach(), self.momentum)
+            self.num_batches_tracked += 1
+        scale = self.weight / torch.sqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        return x * scale[None, :, None] + shift[None, :, None]
 
 
 def _last_states(states, lengths, bidirectional):

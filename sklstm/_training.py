@@ -141,12 +141,12 @@ class Batches:
         if self.data.rows is not None:
             order = self.data.rows[order]
         if self.data.equal_lengths:
-            return list(torch.split(order, self.batch_size))
+            return _even_split(order, self.batch_size)
         pool_size = self.batch_size * _BUCKET_POOL_BATCHES
         batches = []
         for pool in torch.split(order, pool_size):
             by_length = pool[torch.argsort(self.data.lengths[pool], stable=True)]
-            batches.extend(torch.split(by_length, self.batch_size))
+            batches.extend(_even_split(by_length, self.batch_size))
         if self.shuffle:
             shuffled = torch.randperm(len(batches), generator=self.generator)
             batches = [batches[i] for i in shuffled.tolist()]
@@ -188,6 +188,19 @@ class Batches:
                 targets = _move(targets, self.device)
                 weights = _move(weights, self.device)
             yield indices, (padded, lengths, targets, weights)
+
+
+def _even_split(order, batch_size):
+    """Split into as few batches as ``batch_size`` allows, of equal sizes.
+
+    67 sequences in batches of 16 become 14+14+13+13+13 rather than
+    16+16+16+16+3: a 3-sequence batch gives batch norm noisy statistics and
+    the optimiser one noisy step per epoch.
+    """
+    if len(order) == 0:
+        return []
+    n_batches = math.ceil(len(order) / batch_size)
+    return list(torch.tensor_split(order, n_batches))
 
 
 def _take(tensor, index, n_steps, per_step):

@@ -120,12 +120,18 @@ class LSTMForecaster(BaseEstimator):
         How the recurrent states over a window become one vector.
     conv_filters : tuple of int or None, default=None
         Channels of each layer of a convolutional front-end.
-    conv_kernel_size : int, default=5
-        Odd width of the front-end convolutions.
+    conv_kernel_size : int, tuple of int or "auto", default=5
+        Odd width of the convolutions.
+    conv_placement : {"parallel", "before"}, default="parallel"
+        Whether the convolutions run beside the recurrent layers or feed
+        them.
     forget_bias : float, default=1.0
         Initial bias of the LSTM forget gate (GRU: update gate).
     standardize : bool, default=True
         Standardise each window feature over the training windows.
+    sequence_norm : {"append", "replace"} or None, default=None
+        Also feed each window z-normalised over its own steps. Off: windows
+        are already measured relative to their last value.
     max_epochs : int, default=100
         Passes over the training windows. A series gives few windows (96 for
         ten years of monthly data), and longer training overfits them.
@@ -244,8 +250,10 @@ class LSTMForecaster(BaseEstimator):
         pooling="last",
         conv_filters=None,
         conv_kernel_size=5,
+        conv_placement="parallel",
         forget_bias=1.0,
         standardize=True,
+        sequence_norm=None,
         max_epochs=100,
         batch_size=16,
         lr=1e-3,
@@ -278,8 +286,10 @@ class LSTMForecaster(BaseEstimator):
         self.pooling = pooling
         self.conv_filters = conv_filters
         self.conv_kernel_size = conv_kernel_size
+        self.conv_placement = conv_placement
         self.forget_bias = forget_bias
         self.standardize = standardize
+        self.sequence_norm = sequence_norm
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr

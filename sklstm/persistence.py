@@ -456,11 +456,21 @@ def _rebuild(metadata, weights, device, where):
     target = _load_device(estimator, device)
     seed = int(fitted.get("_seed", 0))
     try:
-        net = estimator._assemble_net(module_kwargs, target, seed)
+        net = estimator._assemble_net(
+            module_kwargs,
+            target,
+            seed,
+            n_train=int(fitted.get("_n_train", 1)),
+            use_validation=bool(fitted.get("_use_validation", False)),
+        )
         # Initialisation draws random weights (replaced just below): fork the
         # RNG so that loading leaves the caller's random state alone.
         with seeded(seed, target):
             net.initialize()
+        # The optimizer starts afresh; schedulers resuming at a later epoch
+        # look for the learning rate they started from.
+        for group in net.optimizer_.param_groups:
+            group.setdefault("initial_lr", group["lr"])
         if params.get("precision") == "64":
             net.module_.double()
         net.module_.load_state_dict(tensors, strict=True)

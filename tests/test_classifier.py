@@ -208,7 +208,9 @@ def test_zero_sample_weight_hides_a_label():
     X, y = make_classification_sequences(n_samples=100)
     weights = (y == "down").astype(float)
     weights[0] = 1e-3  # keep one "up" barely visible
-    clf = LSTMClassifier(hidden_size=16, max_epochs=10, random_state=0)
+    clf = LSTMClassifier(
+        hidden_size=16, max_epochs=10, random_state=0, conv_filters=None, dropout=0.0
+    )
     clf.fit(X, y, sample_weight=weights)
     assert (clf.predict(X) == "down").mean() > 0.9
 

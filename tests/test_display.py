@@ -59,7 +59,7 @@ def test_best_epoch_is_the_one_early_stopping_kept(stopped_early):
 
 def test_without_validation_only_the_loss(sequences_3d):
     X, _ = sequences_3d
-    reg = LSTMRegressor(max_epochs=3, **TINY).fit(X, X[:, -1, 0])
+    reg = LSTMRegressor(max_epochs=3, early_stopping=False, **TINY).fit(X, X[:, -1, 0])
     display = HistoryDisplay.from_estimator(reg)
     assert display.line_score_ is None
     assert display.ax_score_ is None

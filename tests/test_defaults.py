@@ -1,0 +1,65 @@
+"""The "auto" defaults resolve inside fit, from the data's size."""
+
+import numpy as np
+import pytest
+
+from sklstm import LSTMClassifier, LSTMRegressor
+
+
+def make_classification_sequences(n_samples, n_timesteps, n_features=2):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n_samples, n_timesteps, n_features)).astype(np.float32)
+    return X, np.where(X[:, :, 0].sum(axis=1) > 0, "up", "down")
+
+
+def _small(estimator, **params):
+    settings = dict(hidden_size=4, conv_filters=(4,), conv_kernel_size=3, max_epochs=2)
+    settings.update(params)
+    return estimator(random_state=0, **settings)
+
+
+@pytest.mark.parametrize("n_samples, expected", [(40, 16), (300, 18), (2000, 64)])
+def test_auto_batch_size_follows_training_size(n_samples, expected):
+    X, y = make_classification_sequences(n_samples=n_samples, n_timesteps=4)
+    model = _small(LSTMClassifier).fit(X, y)
+    assert model.net_.batch_size == expected
+    assert model.batch_size == "auto"
+
+
+@pytest.mark.parametrize("n_samples, on", [(30, False), (60, True)])
+def test_auto_early_stopping_needs_enough_sequences(n_samples, on):
+    X, _ = make_classification_sequences(n_samples=n_samples, n_timesteps=4)
+    y = X[:, :, 0].sum(axis=1)
+    model = _small(LSTMRegressor, early_stopping="auto").fit(X, y)
+    assert (model.validation_scores_ is not None) == on
+    assert model.early_stopping == "auto"
+
+
+def test_regressor_partial_fit_ignores_auto_early_stopping():
+    X, _ = make_classification_sequences(n_samples=60, n_timesteps=4)
+    y = X[:, :, 0].sum(axis=1)
+    model = _small(LSTMRegressor)
+    model.partial_fit(X, y).partial_fit(X, y)
+    assert model.n_iter_ == 2
+    assert model.validation_scores_ is None
+
+
+def test_sequence_norm_sees_shape_not_scale():
+    # Same shapes at scales 1 and 1000: "replace" makes them indistinguishable.
+    rng = np.random.RandomState(0)
+    base = rng.normal(size=(20, 8, 1)).astype(np.float32)
+    X = np.concatenate([base, 1000 * base])
+    y = np.repeat(["small", "large"], 20)
+    model = _small(LSTMClassifier, sequence_norm="replace", standardize=False)
+    model.fit(X, y)
+    np.testing.assert_allclose(
+        model.predict_proba(X[:20]), model.predict_proba(X[20:]), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "n_train, expected", [(10, 300), (36, 167), (64, 125), (65, 100), (5000, 100)]
+)
+def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
+    assert LSTMClassifier()._resolve_max_epochs(n_train) == expected
+    assert LSTMClassifier(max_epochs=7)._resolve_max_epochs(n_train) == 7
