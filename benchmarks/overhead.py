@@ -118,6 +118,7 @@ def with_sklstm(X, y, config, seed=0, device="cpu"):
         dropout=0.0,
         pooling="last",
         conv_filters=None,
+        sequence_norm=None,
         standardize=False,
         max_epochs=config["epochs"],
         batch_size=config["batch"],

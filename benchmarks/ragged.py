@@ -90,6 +90,7 @@ def with_sklstm(X, y, X_test, y_test, seed):
         bidirectional=False,
         pooling="last",
         conv_filters=None,
+        sequence_norm=None,
         standardize=False,
         dropout=0.0,
         max_epochs=EPOCHS,
