@@ -687,10 +687,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
 
     # ------------------------------------------------------------------
-    def _outputs(self, X):
-        """Validated sequences and the network's raw outputs for ``X``."""
+    def _outputs(self, X, transform=None):
+        """Validated sequences and the network's outputs for ``X``."""
         sequences = self._validated_sequences(X)
-        return sequences, self._network_outputs(sequences)
+        return sequences, self._network_outputs(sequences, transform)
 
     def _validated_sequences(self, X):
         """``X`` after fit, checked against what ``fit`` saw."""
@@ -699,8 +699,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         check_features(self, X, sequences)
         return sequences
 
-    def _network_outputs(self, sequences):
-        """Raw network outputs, float64, for validated sequences."""
+    def _network_outputs(self, sequences, transform=None):
+        """Network outputs, float64, for validated sequences.
+
+        ``transform`` maps each batch of raw outputs on the device (see
+        ``SequenceNet.predict_outputs``).
+        """
         data = TensorData(
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
@@ -711,7 +715,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         batch_size = _PREDICT_BATCH_SIZE
         while True:
             try:
-                outputs = self.net_.predict_outputs(data, batch_size)
+                outputs = self.net_.predict_outputs(data, batch_size, transform)
                 break
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):

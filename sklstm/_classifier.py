@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import StrOptions
@@ -20,9 +21,8 @@ from ._base import (
 
 
 def _softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    """Class probabilities from logits, computed where the logits are."""
+    return torch.softmax(logits, dim=-1)
 
 
 class LSTMClassifier(ClassifierMixin, BaseLSTM):
@@ -380,8 +380,10 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             ``(n_timesteps_i, n_classes)`` arrays for a list input) when
             ``output_mode="sequence"``.
         """
-        sequences, outputs = self._outputs(X)
-        proba = _softmax(outputs)
+        sequences, proba = self._outputs(X, transform=_softmax)
+        # Softmax ran in the network's precision; sum to 1 in float64.
+        totals = proba.sum(axis=-1, keepdims=True)
+        proba /= np.where(totals > 0, totals, 1.0)
         if self.output_mode == "sequence":
             return self._per_step_structure(proba, sequences)
         return proba

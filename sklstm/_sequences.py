@@ -306,7 +306,17 @@ def to_sequences(X, *, precision="32", estimator=None):
     if _is_sequence_list(X):
         return _pad_sequence_list(X, dtype)
     feature_names = _get_feature_names(X)
-    array = _checked_array(X, estimator)
+    if (
+        type(X) is np.ndarray
+        and X.ndim == 3
+        and X.dtype in (np.float32, np.float64)
+        and X.shape[0] > 0
+    ):
+        # The common case, a plain float array, needs none of check_array's
+        # conversions; the shape and finiteness checks below still apply.
+        array = X
+    else:
+        array = _checked_array(X, estimator)
     if array.ndim not in (2, 3):
         if array.ndim == 1:
             raise ValueError(

@@ -369,11 +369,13 @@ class SequenceNet(NeuralNet):
         if collected:
             self.history.record("valid_score", self.score_fn(collected))
 
-    def predict_outputs(self, data, batch_size):
+    def predict_outputs(self, data, batch_size, transform=None):
         """Network outputs for every sequence, as float64 numpy arrays.
 
-        Returns an array ``(n, n_outputs)`` or, for per-step outputs, a
-        padded ``(n, max_timesteps, n_outputs)`` array.
+        ``transform`` (e.g. a softmax) is applied to each batch's outputs on
+        the device, before they are copied back. Returns an array
+        ``(n, n_outputs)`` or, for per-step outputs, a padded
+        ``(n, max_timesteps, n_outputs)`` array.
         """
         # Training leaves the module in eval mode; switching only when needed
         # keeps concurrent predictions from writing to the shared module.
@@ -391,6 +393,10 @@ class SequenceNet(NeuralNet):
                 )
                 padded, lengths = _round_up_rows(padded, lengths)
                 outputs = self.module_(padded, lengths)[: len(result_rows)]
+                if outputs.dtype in (torch.float16, torch.bfloat16):
+                    outputs = outputs.float()
+                if transform is not None:
+                    outputs = transform(outputs)
                 outputs = outputs.double().cpu().numpy()
                 if result is None:
                     # Ragged batches are grouped by length: put rows back in
