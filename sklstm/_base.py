@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -24,17 +23,26 @@ from skorch.utils import noop
 
 from ._network import RecurrentNetwork
 from ._progress import progress_callbacks
-from ._sequences import Sequences, check_features, record_features, to_sequences
+from ._sequences import (
+    check_features,
+    feature_moments,
+    record_features,
+    to_sequences,
+)
+from ._targets import check_total_weight, check_weight_shape
 from ._training import (
     DeviceOutOfMemoryError,
     SequenceNet,
     SplitData,
     TensorData,
     TrainingDiverged,
+    TrainingSnapshot,
     WeightedLoss,
+    drop_unfinished_epoch,
     is_out_of_memory,
     parameters_finite,
     place,
+    release_cached_memory,
     resolve_device,
     seeded,
 )
@@ -250,7 +258,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             sequences.n_samples
         )
         train_index, valid_index = self._split(targets, sequences, seed, use_validation)
-        _check_total_weight(weights, train_index, valid_index)
+        check_total_weight(weights, train_index, valid_index)
         data = self._split_data(
             sequences, targets, weights, train_index, valid_index, device
         )
@@ -259,7 +267,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 net = self.net_
                 # Training changes the fitted net in place: keep what it was,
                 # so that a failed fit leaves the previous model intact.
-                snapshot = _TrainingSnapshot(net)
+                snapshot = TrainingSnapshot(net)
             else:
                 net = self._build_net(
                     sequences,
@@ -365,7 +373,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if sample_weight is None:
             return np.ones(sequences.n_samples, dtype=np.float64)
         if not isinstance(sample_weight, Real):
-            _check_weight_shape(sample_weight, sequences.n_samples)
+            check_weight_shape(sample_weight, sequences.n_samples)
         weights = _check_sample_weight(
             sample_weight,
             sequences.padded,
@@ -621,7 +629,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             stopper = dict(net.callbacks_).get("early_stopping")
             interrupted = stopper is None or stopper.misses_ < stopper.patience
             if interrupted:
-                _drop_unfinished_epoch(net.history, validating=data.valid is not None)
+                drop_unfinished_epoch(net.history, validating=data.valid is not None)
         except TrainingDiverged:
             raise self._diverged_error(net) from None
         except (RuntimeError, MemoryError) as exc:
@@ -637,7 +645,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 # already free; gradients go too, so a retry with a smaller
                 # batch_size in the same process finds the memory released.
                 net.optimizer_.zero_grad(set_to_none=True)
-                _release_cached_memory()
+                release_cached_memory()
                 raise out_of_memory
             net.notify("on_train_end", X=data, y=None)
         finally:
@@ -727,7 +735,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             # Prediction keeps no gradients, so halving the batch halves the
             # memory it needs: retry before giving up. Out here, the failed
             # attempt's tensors are no longer held by the exception.
-            _release_cached_memory()
+            release_cached_memory()
             batch_size //= 2
         if not np.isfinite(outputs).all():
             raise ValueError(
@@ -834,170 +842,4 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         export_onnx(self, path)
 
 
-def feature_moments(sequences, chunk_steps=1 << 18):
-    """Mean and variance of each feature over valid steps, in float64.
-
-    Works through the data in chunks of about ``chunk_steps`` time steps and
-    merges the partial moments (Chan et al.), so large inputs never get a
-    full float64 copy.
-    """
-    n_features = sequences.n_features
-    rows_per_chunk = max(1, chunk_steps // max(1, sequences.padded.shape[1]))
-    count = 0
-    mean = np.zeros(n_features)
-    sum_squares = np.zeros(n_features)
-    for start in range(0, sequences.n_samples, rows_per_chunk):
-        block = sequences.padded[start : start + rows_per_chunk]
-        lengths = sequences.lengths[start : start + rows_per_chunk]
-        if sequences.equal_lengths:
-            values = block.reshape(-1, n_features).astype(np.float64)
-        else:
-            values = block[np.arange(block.shape[1]) < lengths[:, None]]
-            values = values.astype(np.float64)
-        block_count = len(values)
-        block_mean = values.mean(axis=0)
-        block_squares = ((values - block_mean) ** 2).sum(axis=0)
-        delta = block_mean - mean
-        total = count + block_count
-        mean = mean + delta * block_count / total
-        sum_squares = (
-            sum_squares + block_squares + delta**2 * count * block_count / total
-        )
-        count = total
-    return mean, sum_squares / count
-
-
-def _release_cached_memory():
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-class _TrainingSnapshot:
-    """Weights, optimizer state and history of a fitted net, to roll back to."""
-
-    def __init__(self, net):
-        self.module_state = {
-            key: value.detach().clone()
-            for key, value in net.module_.state_dict().items()
-        }
-        self.optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
-        self.n_epochs = len(net.history)
-
-    def restore(self, net):
-        net.module_.load_state_dict(self.module_state)
-        net.optimizer_.load_state_dict(self.optimizer_state)
-        del net.history[self.n_epochs :]
-        net.module_.eval()
-
-
-def _drop_unfinished_epoch(history, *, validating):
-    """Forget the history row of an epoch that an interrupt cut short."""
-    required = {"train_loss"} | ({"valid_loss", "valid_score"} if validating else set())
-    if len(history) and not required <= set(history[-1]):
-        history.pop()
-
-
-def _check_total_weight(weights, train_index, valid_index):
-    """Training (and validation) must weigh something, or the loss is 0/0."""
-    if weights[train_index].sum() <= 0:
-        raise ValueError(
-            "Every training sequence has weight zero once sample_weight and "
-            "class_weight are combined, so there is nothing to learn from. "
-            "Give some sequences a positive weight."
-        )
-    if valid_index is not None and weights[valid_index].sum() <= 0:
-        raise ValueError(
-            "The validation split for early_stopping holds only sequences of "
-            "weight zero, so it cannot be scored. Change validation_fraction "
-            "or random_state, or set early_stopping=False."
-        )
-
-
-def _check_weight_shape(sample_weight, n_samples):
-    """Shape and type of ``sample_weight``, in the estimator's own words."""
-    try:
-        array = np.asarray(sample_weight)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "sample_weight could not be read as an array: pass one number per sequence."
-        ) from None
-    if array.dtype.kind not in "biufO":
-        raise ValueError(
-            f"sample_weight holds non-numeric values of dtype {array.dtype}; "
-            "pass one number per sequence."
-        )
-    if array.ndim != 1:
-        raise ValueError(
-            f"sample_weight has shape {array.shape}; pass a 1-D array with "
-            f"one weight per sequence (length {n_samples}). Per-step weights "
-            "are not supported."
-        )
-    if len(array) != n_samples:
-        raise ValueError(
-            f"sample_weight has {len(array)} values but X has {n_samples} "
-            "sequences; pass one weight per sequence."
-        )
-
-
-def check_target_count(sequences, targets, name="y"):
-    """One target per sequence, said in sequences rather than samples."""
-    if len(targets) != sequences.n_samples:
-        raise ValueError(
-            f"X has {sequences.n_samples} sequences but {name} has "
-            f"{len(targets)} targets. Pass one target per sequence (in the "
-            "same order)."
-        )
-
-
-def valid_step_mask(sequences):
-    """Boolean (n_samples, max_timesteps) mask of the unpadded steps."""
-    return np.arange(sequences.padded.shape[1]) < sequences.lengths[:, None]
-
-
-def check_per_step_targets(y, sequences, *, name="y"):
-    """Validate per-step targets; return them padded to ``sequences``.
-
-    Returns an array of shape (n_samples, max_timesteps) or
-    (n_samples, max_timesteps, n_outputs) whose padded steps are zero, and
-    the flat array of valid-step values.
-    """
-    n_samples = sequences.n_samples
-    if isinstance(y, (list, tuple)) or (
-        isinstance(y, np.ndarray) and y.dtype == object and y.ndim == 1
-    ):
-        items = [np.asarray(item) for item in y]
-    else:
-        array = np.asarray(y)
-        if array.ndim < 2:
-            raise ValueError(
-                f"output_mode='sequence' needs one target per time step: {name} "
-                "must be a list of per-sequence arrays or an array of shape "
-                f"(n_samples, n_timesteps), got shape {array.shape}."
-            )
-        items = list(array)
-    if len(items) != n_samples:
-        raise ValueError(
-            f"X has {n_samples} sequences but {name} has {len(items)}. Pass one "
-            "target sequence per input sequence."
-        )
-    for index, (item, length) in enumerate(zip(items, sequences.lengths, strict=True)):
-        if item.ndim == 0 or len(item) != length:
-            got = "a scalar" if item.ndim == 0 else f"{len(item)} steps"
-            raise ValueError(
-                f"{name}[{index}] has {got} but X[{index}] has {length} time "
-                "steps. In output_mode='sequence' each target sequence must be "
-                "as long as its input sequence."
-            )
-    flat = np.concatenate([np.asarray(item) for item in items])
-    return items, flat
-
-
-def pad_flat(flat, sequences, fill=0):
-    """Scatter flat valid-step values into a padded per-step array."""
-    shape = (sequences.n_samples, sequences.padded.shape[1]) + flat.shape[1:]
-    padded = np.full(shape, fill, dtype=flat.dtype)
-    padded[valid_step_mask(sequences)] = flat
-    return padded
-
-
-__all__ = ["BaseLSTM", "Sequences"]
+__all__ = ["BaseLSTM"]

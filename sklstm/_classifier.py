@@ -11,8 +11,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y
 
-from ._base import (
-    BaseLSTM,
+from ._base import BaseLSTM
+from ._targets import (
     check_per_step_targets,
     check_target_count,
     pad_flat,

@@ -7,8 +7,8 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_y
 
-from ._base import (
-    BaseLSTM,
+from ._base import BaseLSTM
+from ._targets import (
     check_per_step_targets,
     check_target_count,
     pad_flat,

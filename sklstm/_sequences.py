@@ -554,3 +554,36 @@ def _check_long_frame(frame, id_column, time_column, feature_columns):
             f"{time_column!r}) pair, e.g. {first}: the order of those steps "
             "is ambiguous. Aggregate or drop duplicate rows first."
         )
+
+
+def feature_moments(sequences, chunk_steps=1 << 18):
+    """Mean and variance of each feature over valid steps, in float64.
+
+    Works through the data in chunks of about ``chunk_steps`` time steps and
+    merges the partial moments (Chan et al.), so large inputs never get a
+    full float64 copy.
+    """
+    n_features = sequences.n_features
+    rows_per_chunk = max(1, chunk_steps // max(1, sequences.padded.shape[1]))
+    count = 0
+    mean = np.zeros(n_features)
+    sum_squares = np.zeros(n_features)
+    for start in range(0, sequences.n_samples, rows_per_chunk):
+        block = sequences.padded[start : start + rows_per_chunk]
+        lengths = sequences.lengths[start : start + rows_per_chunk]
+        if sequences.equal_lengths:
+            values = block.reshape(-1, n_features).astype(np.float64)
+        else:
+            values = block[np.arange(block.shape[1]) < lengths[:, None]]
+            values = values.astype(np.float64)
+        block_count = len(values)
+        block_mean = values.mean(axis=0)
+        block_squares = ((values - block_mean) ** 2).sum(axis=0)
+        delta = block_mean - mean
+        total = count + block_count
+        mean = mean + delta * block_count / total
+        sum_squares = (
+            sum_squares + block_squares + delta**2 * count * block_count / total
+        )
+        count = total
+    return mean, sum_squares / count

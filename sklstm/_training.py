@@ -8,6 +8,7 @@ the per-batch work to what a hand-written torch loop would do.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 
@@ -474,3 +475,33 @@ def resolve_device(device):
             "device='auto' or device='cpu'."
         )
     return resolved
+
+
+def release_cached_memory():
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class TrainingSnapshot:
+    """Weights, optimizer state and history of a fitted net, to roll back to."""
+
+    def __init__(self, net):
+        self.module_state = {
+            key: value.detach().clone()
+            for key, value in net.module_.state_dict().items()
+        }
+        self.optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
+        self.n_epochs = len(net.history)
+
+    def restore(self, net):
+        net.module_.load_state_dict(self.module_state)
+        net.optimizer_.load_state_dict(self.optimizer_state)
+        del net.history[self.n_epochs :]
+        net.module_.eval()
+
+
+def drop_unfinished_epoch(history, *, validating):
+    """Forget the history row of an epoch that an interrupt cut short."""
+    required = {"train_loss"} | ({"valid_loss", "valid_score"} if validating else set())
+    if len(history) and not required <= set(history[-1]):
+        history.pop()

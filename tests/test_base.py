@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from sklstm import LSTMClassifier
-from sklstm._base import feature_moments
-from sklstm._sequences import to_sequences
+from sklstm._sequences import feature_moments, to_sequences
 
 from .conftest import make_classification_sequences, make_ragged_sequences
 
