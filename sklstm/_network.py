@@ -219,9 +219,11 @@ class RecurrentNetwork(nn.Module):
 
     def _pool(self, states, lengths, mask):
         if self.pooling == "last":
-            if mask is None and not self.bidirectional:
-                return states[:, -1]
-            return _last_states(states, lengths, self.bidirectional)
+            # Without a mask every row is full length: no gather needed.
+            full_length = mask is None
+            return _last_states(
+                states, None if full_length else lengths, self.bidirectional
+            )
         if self.pooling == "mean":
             return _masked_mean(states, lengths, mask)
         if self.pooling == "max":

@@ -387,13 +387,11 @@ class SequenceNet(NeuralNet):
         result = None
         with torch.inference_mode(), autocast_context(self.precision, device):
             for indices, (padded, lengths, _, _) in batches.with_indices():
-                result_rows = (
-                    np.arange(len(data))[indices]
-                    if isinstance(indices, slice)
-                    else indices.numpy()
-                )
+                # A slice indexes numpy as it indexes torch.
+                result_rows = indices if isinstance(indices, slice) else indices.numpy()
+                n_rows = len(padded)
                 padded, lengths = _round_up_rows(padded, lengths)
-                outputs = self.module_(padded, lengths)[: len(result_rows)]
+                outputs = self.module_(padded, lengths)[:n_rows]
                 if outputs.dtype in (torch.float16, torch.bfloat16):
                     outputs = outputs.float()
                 if transform is not None:
