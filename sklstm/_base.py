@@ -702,7 +702,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
     def _validated_sequences(self, X):
         """``X`` after fit, checked against what ``fit`` saw."""
-        check_is_fitted(self)
+        if "net_" not in self.__dict__:
+            # scikit-learn's check raises its usual NotFittedError; when the
+            # net is there, skipping it saves a scan of every attribute.
+            check_is_fitted(self)
         sequences = to_sequences(X, precision=self.precision, estimator=self)
         check_features(self, X, sequences)
         return sequences

@@ -21,8 +21,12 @@ from ._targets import (
 
 
 def _softmax(logits):
-    """Class probabilities from logits, computed where the logits are."""
-    return torch.softmax(logits, dim=-1)
+    """Class probabilities from logits, computed where the logits are.
+
+    In float64 whatever the network's precision, so that every row sums to
+    1 to float64 rounding with no pass over the result afterwards.
+    """
+    return torch.softmax(logits.double(), dim=-1)
 
 
 class LSTMClassifier(ClassifierMixin, BaseLSTM):
@@ -381,9 +385,6 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             ``output_mode="sequence"``.
         """
         sequences, proba = self._outputs(X, transform=_softmax)
-        # Softmax ran in the network's precision; sum to 1 in float64.
-        totals = proba.sum(axis=-1, keepdims=True)
-        proba /= np.where(totals > 0, totals, 1.0)
         if self.output_mode == "sequence":
             return self._per_step_structure(proba, sequences)
         return proba

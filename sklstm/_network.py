@@ -180,12 +180,17 @@ class RecurrentNetwork(nn.Module):
         if self.output_mode == "sequence":
             if conv_states is not None:
                 states = torch.cat([states, conv_states], dim=-1)
-            return self.head(self.dropout(states))
+            return self.head(self._drop(states))
         features = self._pool(states, lengths, mask)
         if conv_states is not None:
             conv_summary = _masked_mean(conv_states, lengths, mask)
             features = torch.cat([features, conv_summary], dim=-1)
-        return self.head(self.dropout(features))
+        return self.head(self._drop(features))
+
+    def _drop(self, values):
+        # Dropout is the identity in eval mode: skip the module call, which
+        # is a measurable share of predicting small batches.
+        return self.dropout(values) if self.training else values
 
     def _convolve(self, x, mask):
         """Convolution, batch norm and ReLU per layer; padding stays zero."""

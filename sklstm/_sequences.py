@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.sparse import issparse
 from sklearn.utils.validation import (
     _check_feature_names,
@@ -187,9 +188,13 @@ def _pad_sequence_list(X, dtype):
 def _check_finite(array):
     # A sum is finite iff every element is, barring overflow of the sum
     # itself, which only sends us on to the exact element-wise look below:
-    # one cheap pass over large inputs, in their own dtype.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = array.sum()
+    # one cheap pass over large inputs, in their own dtype. torch sums a
+    # contiguous array in place several times faster than numpy does.
+    if array.flags.c_contiguous and array.flags.writeable:
+        total = float(torch.from_numpy(array).sum())
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = array.sum()
     if np.isfinite(total):
         return
     if np.isnan(array).any():
@@ -305,7 +310,9 @@ def to_sequences(X, *, precision="32", estimator=None):
         )
     if _is_sequence_list(X):
         return _pad_sequence_list(X, dtype)
-    feature_names = _get_feature_names(X)
+    # A plain array has no column names; skipping the lookup saves a
+    # noticeable part of predicting a small batch.
+    feature_names = None if type(X) is np.ndarray else _get_feature_names(X)
     if (
         type(X) is np.ndarray
         and X.ndim == 3
@@ -368,7 +375,11 @@ def record_features(estimator, sequences):
 
 def check_features(estimator, X, sequences):
     """Check data passed after ``fit`` against what ``fit`` saw."""
-    if not sequences.ragged:
+    plain_array = type(X) is np.ndarray
+    if not sequences.ragged and not (
+        plain_array and not hasattr(estimator, "feature_names_in_")
+    ):
+        # Names to compare, or a warning that X lacks the fitted names.
         _check_feature_names(estimator, X, reset=False)
     n_features = sequences.table_width
     if sequences.tabular == estimator._tabular_input:

@@ -387,16 +387,12 @@ class SequenceNet(NeuralNet):
         result = None
         with torch.inference_mode(), autocast_context(self.precision, device):
             for indices, (padded, lengths, _, _) in batches.with_indices():
-                # A slice indexes numpy as it indexes torch.
-                result_rows = indices if isinstance(indices, slice) else indices.numpy()
                 n_rows = len(padded)
                 padded, lengths = _round_up_rows(padded, lengths)
                 outputs = self.module_(padded, lengths)[:n_rows]
-                if outputs.dtype in (torch.float16, torch.bfloat16):
-                    outputs = outputs.float()
                 if transform is not None:
                     outputs = transform(outputs)
-                outputs = outputs.double().cpu().numpy()
+                outputs = outputs.to("cpu", torch.float64)
                 if result is None:
                     # Ragged batches are grouped by length: put rows back in
                     # input order, padding per-step outputs to full length.
@@ -405,12 +401,13 @@ class SequenceNet(NeuralNet):
                         + data.padded.shape[1:2] * (outputs.ndim == 3)
                         + outputs.shape[-1:]
                     )
-                    result = np.zeros(shape)
+                    result = torch.zeros(shape, dtype=torch.float64)
+                # ``indices`` is a slice or an index tensor: either indexes.
                 if outputs.ndim == 3:
-                    result[result_rows, : outputs.shape[1]] = outputs
+                    result[indices, : outputs.shape[1]] = outputs
                 else:
-                    result[result_rows] = outputs
-        return result
+                    result[indices] = outputs
+        return result.numpy()
 
 
 def _round_up_rows(padded, lengths, multiple=8):
