@@ -188,9 +188,9 @@ class RecurrentNetwork(nn.Module):
         return self.head(self._drop(features))
 
     def _drop(self, values):
-        # Dropout is the identity in eval mode: skip the module call, which
-        # is a measurable share of predicting small batches.
-        return self.dropout(values) if self.training else values
+        # Dropout is the identity in eval mode or at p=0: skip the module
+        # call, a measurable share of a step on small batches.
+        return self.dropout(values) if self.training and self.dropout.p else values
 
     def _convolve(self, x, mask):
         """Convolution, batch norm and ReLU per layer; padding stays zero."""

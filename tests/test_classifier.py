@@ -1,5 +1,7 @@
 """LSTMClassifier: labels, probabilities, per-step mode, training options."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,6 +97,37 @@ def test_2d_dataframe_input_uses_columns_as_time_steps():
     assert list(clf.feature_names_in_) == list(frame.columns)
     # The same rows as a 3-D array predict the same: one univariate sequence.
     np.testing.assert_allclose(clf.predict_proba(frame), clf.predict_proba(X))
+
+
+def test_feature_names_are_checked_after_fit_on_a_dataframe():
+    X, y = make_classification_sequences(n_features=1)
+    columns = [f"t{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X[:, :, 0], columns=columns)
+    clf = LSTMClassifier(**FAST).fit(frame, y)
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        clf.predict(X[:, :, 0])
+    with pytest.raises(ValueError, match="feature names"):
+        clf.predict(frame.rename(columns={"t0": "other"}))
+
+
+def test_plain_arrays_predict_without_feature_name_warnings():
+    X, y = make_classification_sequences()
+    clf = LSTMClassifier(**FAST).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict_proba(X)
+    assert not hasattr(clf, "feature_names_in_")
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_probabilities_sum_to_one_in_float64(precision):
+    X, y = make_classification_sequences()
+    y = np.where(X[:, 0, 1] > 1, "third", y)
+    clf = LSTMClassifier(**FAST, precision=precision).fit(X, y)
+    assert len(clf.classes_) == 3
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
 
 
 def test_ragged_fit_predict_score():

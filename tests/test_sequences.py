@@ -96,6 +96,35 @@ def test_invalid_inputs_raise_clear_errors(X, message):
         to_sequences(X)
 
 
+@pytest.mark.parametrize(
+    "layout",
+    ["contiguous", "reversed", "strided", "read-only", "float64"],
+)
+@pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_values_are_found_in_every_memory_layout(layout, value, message):
+    # Contiguous, writeable arrays are checked by a torch sum, the others by
+    # numpy: both must find a single bad value.
+    X = np.zeros((6, 5, 3), dtype=np.float32)
+    X[4, 2, 1] = value
+    if layout == "reversed":
+        X = X[::-1]
+    elif layout == "strided":
+        X = np.repeat(X, 2, axis=2)[:, :, ::2]
+    elif layout == "read-only":
+        X.flags.writeable = False
+    elif layout == "float64":
+        X = X.astype(np.float64)
+    with pytest.raises(ValueError, match=message):
+        to_sequences(X)
+
+
+def test_large_finite_values_whose_sum_overflows_are_accepted():
+    # The quick check sums the values; an overflowing sum alone is no error.
+    X = np.full((4, 10, 2), 3e38, dtype=np.float32)
+    sequences = to_sequences(X)
+    assert np.isfinite(sequences.padded).all()
+
+
 def test_strings_and_scalars_are_type_errors():
     for X in ["abc", 3.0, None]:
         with pytest.raises(TypeError, match="X must be"):
