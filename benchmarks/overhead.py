@@ -148,9 +148,13 @@ def predict_throughput(X, model, clf, device="cpu", repeats=10, swap=False):
     model.eval()
 
     def plain_loop():
+        # Like predict_proba, the loop keeps its results: one host array.
         with torch.no_grad():
-            for batch in torch.from_numpy(X).split(1024):
+            batches = [
                 torch.softmax(model(batch.to(device)), dim=1).cpu()
+                for batch in torch.from_numpy(X).split(1024)
+            ]
+        return torch.cat(batches).numpy()
 
     def wrapped_call():
         clf.predict_proba(X)
