@@ -38,6 +38,7 @@ from ._training import (
     TrainingDiverged,
     TrainingSnapshot,
     WeightedLoss,
+    check_precision,
     drop_unfinished_epoch,
     is_out_of_memory,
     parameters_finite,
@@ -114,7 +115,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "device": [str],
-        "precision": [StrOptions({"32", "64", "bf16-mixed"})],
+        "precision": [StrOptions({"32", "64", "bf16-mixed", "16-mixed"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [None, list],
@@ -248,6 +249,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         sample_weight = self._check_sample_weight(sample_weight, sequences)
         device = resolve_device(self.device)
+        check_precision(self.precision, device)
         if continuing:
             seed = self._seed + len(self.net_.history)
         else:
@@ -823,8 +825,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ``classes_``, which the model's metadata lists as JSON under
         ``"classes"``. The graph computes in float32, also for
         ``precision="64"`` (ONNX Runtime's recurrent kernels take no
-        float64) and ``"bf16-mixed"`` (whose predictions it then matches
-        only to bfloat16 rounding).
+        float64) and the mixed precisions (whose predictions it then
+        matches only to bfloat16 or float16 rounding).
 
         Needs the ``onnx`` extra: ``pip install "sklstm[onnx]"``.
 

@@ -112,9 +112,11 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         Continue training the fitted network on the next ``fit``.
     device : str, default="auto"
         torch device; "auto" uses CUDA when it is available.
-    precision : {"32", "64", "bf16-mixed"}, default="32"
-        Arithmetic of training and prediction: float32, float64, or bfloat16
-        autocast with float32 weights.
+    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
+        Arithmetic of training and prediction: float32, float64, bfloat16
+        autocast with float32 weights, or float16 autocast with loss scaling
+        ("16-mixed", CUDA only, for GPUs without fast bfloat16; a model
+        fitted so predicts in float32 on a CPU).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split.

@@ -97,8 +97,9 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         Continue training the fitted network on the next ``fit``.
     device : str, default="auto"
         torch device; "auto" uses CUDA when it is available.
-    precision : {"32", "64", "bf16-mixed"}, default="32"
-        Arithmetic of training and prediction.
+    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
+        Arithmetic of training and prediction: float32, float64, bfloat16
+        autocast, or float16 autocast with loss scaling (CUDA only).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout and the validation
         split.

@@ -248,7 +248,33 @@ class WeightedLoss(nn.Module):
 def autocast_context(precision, device):
     if precision == "bf16-mixed":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed" and device.type == "cuda":
+        # Off CUDA (a model fitted on a GPU and loaded on a CPU) this
+        # precision computes in float32: the CPU has no float16 LSTM kernel.
+        return torch.autocast("cuda", dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def check_precision(precision, device):
+    """Refuse, before fitting, a precision that ``device`` cannot train in."""
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ValueError(
+            f"precision='16-mixed' needs a CUDA device, but this fit runs on "
+            f"{device.type!r}: float16 recurrent kernels exist only on CUDA. "
+            "Use precision='bf16-mixed' or '32' instead."
+        )
+
+
+def new_grad_scaler(precision, device):
+    """A loss scaler for float16 training, or None when none is needed.
+
+    float16 gradients of small losses underflow to zero; the scaler
+    multiplies the loss before ``backward``, divides the gradients before the
+    step, and skips steps whose gradients overflowed.
+    """
+    if precision != "16-mixed":
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
 
 
 class SequenceNet(NeuralNet):
@@ -302,12 +328,25 @@ class SequenceNet(NeuralNet):
             for _, callback in self.callbacks_
         )
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # The loss scaler lives for one fit (or partial_fit) only: a fitted
+        # net carries no device state besides its module and optimizer.
+        self._grad_scaler = new_grad_scaler(self.precision, self.device)
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            self._grad_scaler = None
+
     def train_step(self, batch, **fit_params):
         # skorch's version wraps the step in an optimizer closure and builds
         # a parameter generator for every batch; Adam, SGD, AdamW and
         # RMSprop need no closure, so take the direct route.
         self.optimizer_.zero_grad(set_to_none=True)
         step = self.train_step_single(batch, **fit_params)
+        scaler = getattr(self, "_grad_scaler", None)
+        if scaler is not None:
+            # Gradient clipping and other callbacks see the true gradients.
+            scaler.unscale_(self.optimizer_)
         if self._grad_listeners:
             self.notify(
                 "on_grad_computed",
@@ -315,7 +354,11 @@ class SequenceNet(NeuralNet):
                 batch=batch,
                 training=True,
             )
-        self.optimizer_.step()
+        if scaler is None:
+            self.optimizer_.step()
+        else:
+            scaler.step(self.optimizer_)  # skipped if a gradient overflowed
+            scaler.update()
         return step
 
     def train_step_single(self, batch, **fit_params):
@@ -323,7 +366,8 @@ class SequenceNet(NeuralNet):
         with autocast_context(self.precision, padded.device):
             outputs = self.module_(padded, lengths)
         loss = self.criterion_(outputs, targets, weights)
-        loss.backward()
+        scaler = getattr(self, "_grad_scaler", None)
+        (loss if scaler is None else scaler.scale(loss)).backward()
         return {"loss": loss, "y_pred": outputs}
 
     def validation_step(self, batch, **fit_params):

@@ -163,8 +163,9 @@ class LSTMForecaster(BaseEstimator):
         the new series, whose last values become the forecast origin.
     device : str, default="auto"
         torch device; "auto" uses CUDA when it is available.
-    precision : {"32", "64", "bf16-mixed"}, default="32"
-        Arithmetic of training and prediction.
+    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
+        Arithmetic of training and prediction: float32, float64, bfloat16
+        autocast, or float16 autocast with loss scaling (CUDA only).
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling and dropout.
     verbose : int, default=0

@@ -68,6 +68,17 @@ def test_bf16_mixed_precision_trains():
     assert clf.score(X, y) > 0.8
 
 
+def test_16_mixed_precision_trains_and_keeps_float32_weights():
+    X, y = make_classification_sequences(n_samples=200)
+    clf = LSTMClassifier(
+        hidden_size=32, max_epochs=20, precision="16-mixed", random_state=0
+    ).fit(X, y)
+    assert np.isfinite(clf.loss_curve_).all()
+    assert clf.score(X, y) > 0.8
+    assert all(p.dtype == torch.float32 for p in clf.net_.module_.parameters())
+    assert clf.net_._grad_scaler is None
+
+
 def test_padding_never_changes_a_prediction_on_cuda():
     X, y = make_ragged_sequences()
     clf = LSTMClassifier(**FAST, bidirectional=True, num_layers=2).fit(X, y)
