@@ -59,19 +59,11 @@ def test_gpu_and_cpu_fits_agree_closely():
     np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-3)
 
 
-def test_bf16_mixed_precision_trains():
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_trains_and_keeps_float32_weights(precision):
     X, y = make_classification_sequences(n_samples=200)
     clf = LSTMClassifier(
-        hidden_size=32, max_epochs=20, precision="bf16-mixed", random_state=0
-    ).fit(X, y)
-    assert np.isfinite(clf.loss_curve_).all()
-    assert clf.score(X, y) > 0.8
-
-
-def test_16_mixed_precision_trains_and_keeps_float32_weights():
-    X, y = make_classification_sequences(n_samples=200)
-    clf = LSTMClassifier(
-        hidden_size=32, max_epochs=20, precision="16-mixed", random_state=0
+        hidden_size=32, max_epochs=20, precision=precision, random_state=0
     ).fit(X, y)
     assert np.isfinite(clf.loss_curve_).all()
     assert clf.score(X, y) > 0.8
