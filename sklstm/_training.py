@@ -287,6 +287,9 @@ class SequenceNet(NeuralNet):
     also records ``valid_score``.
     """
 
+    # Set for the duration of fit_loop when precision is "16-mixed".
+    _grad_scaler = None
+
     def __init__(self, module, *args, precision="32", seed=0, score_fn=None, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.precision = precision
@@ -343,7 +346,7 @@ class SequenceNet(NeuralNet):
         # RMSprop need no closure, so take the direct route.
         self.optimizer_.zero_grad(set_to_none=True)
         step = self.train_step_single(batch, **fit_params)
-        scaler = getattr(self, "_grad_scaler", None)
+        scaler = self._grad_scaler
         if scaler is not None:
             # Gradient clipping and other callbacks see the true gradients.
             scaler.unscale_(self.optimizer_)
@@ -366,7 +369,7 @@ class SequenceNet(NeuralNet):
         with autocast_context(self.precision, padded.device):
             outputs = self.module_(padded, lengths)
         loss = self.criterion_(outputs, targets, weights)
-        scaler = getattr(self, "_grad_scaler", None)
+        scaler = self._grad_scaler
         (loss if scaler is None else scaler.scale(loss)).backward()
         return {"loss": loss, "y_pred": outputs}
 
