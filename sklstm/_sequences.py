@@ -375,11 +375,11 @@ def record_features(estimator, sequences):
 
 def check_features(estimator, X, sequences):
     """Check data passed after ``fit`` against what ``fit`` saw."""
-    plain_array = type(X) is np.ndarray
-    if not sequences.ragged and not (
-        plain_array and not hasattr(estimator, "feature_names_in_")
+    # Names to compare, or a warning that X lacks the fitted names; a plain
+    # array has none, so without fitted names there is nothing to check.
+    if not sequences.ragged and (
+        type(X) is not np.ndarray or hasattr(estimator, "feature_names_in_")
     ):
-        # Names to compare, or a warning that X lacks the fitted names.
         _check_feature_names(estimator, X, reset=False)
     n_features = sequences.table_width
     if sequences.tabular == estimator._tabular_input:
