@@ -26,7 +26,7 @@ def _softmax(logits):
     In float64 whatever the network's precision, so that every row sums to
     1 to float64 rounding with no pass over the result afterwards.
     """
-    return torch.softmax(logits.double(), dim=-1)
+    return torch.softmax(logits, dim=-1, dtype=torch.float64)
 
 
 class LSTMClassifier(ClassifierMixin, BaseLSTM):
