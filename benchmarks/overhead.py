@@ -202,7 +202,8 @@ def main():
     args = parser.parse_args()
     device = args.device
     configs = GPU_CONFIGS if device == "cuda" else CONFIGS
-    repeats, pairs = (2, args.rounds) if device == "cuda" else (10, 4 * args.rounds)
+    repeats = 2 if device == "cuda" else 10
+    pairs = 4 * args.rounds
     where = (
         torch.cuda.get_device_name()
         if device == "cuda"
@@ -257,9 +258,9 @@ def main():
             f"| {label} | {hand:.2f} | {skorch_s:.2f} | {ours:.2f} | "
             f"{statistics.median(skorch_ratios):.3f} | {_with_interval(ours_ratios)} |"
         )
-        # Blocks are short on the CPU, so there are more of them than training
-        # rounds; each pair gives a ratio, which cancels the machine's slow
-        # drift. A GPU call predicts 100,000 long sequences: fewer suffice.
+        # Blocks are short, so there are more of them than training rounds;
+        # each pair gives a ratio, which cancels the machine's slow drift. A
+        # GPU call predicts 100,000 long sequences, so its blocks hold fewer.
         rates = [
             predict_throughput(X, model, clf, device, repeats=repeats, swap=bool(i % 2))
             for i in range(pairs)
