@@ -47,15 +47,22 @@ def test_streaming_when_the_data_does_not_fit(monkeypatch):
     streamed = LSTMClassifier(**FAST).fit(X, y)
     monkeypatch.undo()
     resident = LSTMClassifier(**FAST).fit(X, y)
+    # Same batches in the same order; cuDNN's LSTM backward does not sum in
+    # a fixed order, so the fits differ in float32 rounding (about 1e-5 in
+    # probability). A wrong or misplaced batch would differ far more.
     np.testing.assert_allclose(
-        streamed.predict_proba(X), resident.predict_proba(X), atol=1e-5
+        streamed.predict_proba(X), resident.predict_proba(X), atol=1e-4
     )
 
 
-def test_gpu_and_cpu_fits_agree_closely():
+def test_gpu_and_cpu_fits_agree_closely(monkeypatch):
+    # Dropout masks come from each device's own generator, and cuDNN may use
+    # TF32 for float32 LSTMs by default: turn both off to compare the fits.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     X, y = make_classification_sequences()
-    on_gpu = LSTMClassifier(**FAST, device="cuda").fit(X, y).predict_proba(X)
-    on_cpu = LSTMClassifier(**FAST, device="cpu").fit(X, y).predict_proba(X)
+    params = dict(FAST, dropout=0.0)
+    on_gpu = LSTMClassifier(**params, device="cuda").fit(X, y).predict_proba(X)
+    on_cpu = LSTMClassifier(**params, device="cpu").fit(X, y).predict_proba(X)
     np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-3)
 
 
