@@ -296,6 +296,17 @@ class SequenceNet(NeuralNet):
         self.seed = seed
         self.score_fn = score_fn
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Unpickled recurrent weights are separate tensors. cuDNN wants each
+        # layer's weights in one block and would otherwise copy them together
+        # on every call; on the CPU this does nothing.
+        module = self.__dict__.get("module_")
+        if isinstance(module, nn.Module):
+            for layer in module.modules():
+                if isinstance(layer, nn.RNNBase):
+                    layer.flatten_parameters()
+
     @property
     def _default_callbacks(self):
         return [("epoch_timer", EpochTimer())]

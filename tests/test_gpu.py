@@ -92,8 +92,13 @@ def test_pickled_gpu_model_predicts_the_same_after_loading():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(50, 10, 3))
     y = X[:, :, 0].sum(axis=1)
-    reg = LSTMRegressor(**FAST).fit(X, y)
+    reg = LSTMRegressor(**FAST, num_layers=2).fit(X, y)
     restored = pickle.loads(pickle.dumps(reg))
+    # Each recurrent layer's weights are one block again, as cuDNN wants.
+    for layer in restored.net_.module_.modules():
+        if isinstance(layer, torch.nn.RNNBase):
+            blocks = {p.untyped_storage().data_ptr() for p in layer.parameters()}
+            assert len(blocks) == 1
     np.testing.assert_allclose(restored.predict(X), reg.predict(X), rtol=1e-6)
 
 
