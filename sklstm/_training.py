@@ -164,7 +164,17 @@ class Batches:
         """
         data = self.data
         on_device = data.padded.device == self.device
-        for indices in self._batch_indices():
+        batch_indices = self._batch_indices()
+        gather_indices = batch_indices
+        if data.padded.device.type != "cpu" and _index_tensors(batch_indices):
+            # One host-to-device copy of the epoch's order, not one per
+            # batch: a copy from pageable memory waits for the device, so
+            # per-batch copies would stall the host before every step. The
+            # host keeps its own indices for lengths and placing outputs.
+            sizes = [len(indices) for indices in batch_indices]
+            order = torch.cat(batch_indices).to(data.padded.device)
+            gather_indices = order.split(sizes)
+        for indices, index in zip(batch_indices, gather_indices, strict=True):
             if data.equal_lengths:
                 # None tells the network every row is full length.
                 lengths = None
@@ -172,11 +182,6 @@ class Batches:
             else:
                 lengths = data.lengths[indices]
                 n_steps = int(lengths.max())
-            index = (
-                indices
-                if isinstance(indices, slice)
-                else indices.to(data.padded.device, non_blocking=True)
-            )
             if data.equal_lengths:
                 padded = data.padded[index]
             else:
@@ -189,6 +194,10 @@ class Batches:
                 targets = _move(targets, self.device)
                 weights = _move(weights, self.device)
             yield indices, (padded, lengths, targets, weights)
+
+
+def _index_tensors(batch_indices):
+    return bool(batch_indices) and not isinstance(batch_indices[0], slice)
 
 
 def _even_split(order, batch_size):
