@@ -4,8 +4,9 @@ The same LSTM (last hidden state -> linear), data, epochs and batch size are
 trained three ways, in interleaved rounds so that machine noise hits all
 three alike; the table shows median seconds and the ratio to the
 hand-written loop, with a bootstrap interval for sklstm's ratios.
-Prediction throughput (batches of 1024) is compared with a plain
-``torch.no_grad`` loop.
+Prediction throughput is compared with a plain ``torch.no_grad`` loop in
+batches of 1024; sklstm predicts in batches of 1024 on a CPU and in larger
+ones, sized to the free memory, on a GPU.
 
 Run: ``python benchmarks/overhead.py [--rounds 5]``; on a GPU,
 ``python benchmarks/overhead.py --device cuda`` trains a larger model with

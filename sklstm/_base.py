@@ -43,6 +43,7 @@ from ._training import (
     is_out_of_memory,
     parameters_finite,
     place,
+    prediction_rows,
     release_cached_memory,
     resolve_device,
     seeded,
@@ -56,7 +57,8 @@ _OPTIMIZERS = {
 }
 
 # Prediction runs in large batches: no gradients are kept, so memory allows it
-# and per-batch overhead vanishes.
+# and per-batch overhead vanishes. This is the CPU's; GPUs take larger ones
+# (see prediction_rows).
 _PREDICT_BATCH_SIZE = 1024
 
 # Bounds of batch_size="auto" (n_train // 16 in between).
@@ -725,7 +727,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             weights=None,
             equal_lengths=sequences.equal_lengths,
         )
-        batch_size = _PREDICT_BATCH_SIZE
+        batch_size = prediction_rows(
+            self.net_.module_,
+            torch.device(self.net_.device),
+            sequences.padded.shape[1],
+            cpu_rows=_PREDICT_BATCH_SIZE,
+        )
         while True:
             try:
                 outputs = self.net_.predict_outputs(data, batch_size, transform)

@@ -539,6 +539,40 @@ def resolve_device(device):
     return resolved
 
 
+# On a GPU, prediction batches grow with the free memory, within these bounds.
+# No activations are kept for a backward pass, so big batches are cheap, and
+# they are much faster: on an H100 (hidden 256, 100 steps, 32 features),
+# predict_proba ran about 1.4x as many sequences per second at 4,096 rows and
+# 1.7x at 16,384 as at 1,024.
+_GPU_PREDICT_ROWS = (1024, 16384)
+# The share of free GPU memory one prediction batch may plan to take.
+_GPU_PREDICT_SHARE = 0.25
+
+
+def prediction_rows(module, device, n_timesteps, cpu_rows):
+    """Rows per prediction batch for ``module`` on ``device``.
+
+    CPUs get ``cpu_rows``. On CUDA, the batch is as large as a quarter of the
+    free memory allows, by a generous count of the float32 values that live
+    at once per time step: the input and its normalised copy, the
+    convolution outputs, and for the recurrent layers two layers' states and
+    four gates each (``head.in_features`` bounds a layer's state width). Too
+    large a guess still works: prediction halves the batch on running out
+    of memory.
+    """
+    if device.type != "cuda":
+        return cpu_rows
+    n_inputs = module.feature_mean.numel()
+    conv_width = sum(layer.out_channels for layer in module.convolutions)
+    width = 2 * n_inputs + conv_width + 6 * module.head.in_features
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    rows = int(_GPU_PREDICT_SHARE * free_bytes) // (4 * max(n_timesteps, 1) * width)
+    low, high = _GPU_PREDICT_ROWS
+    # Multiples of 8 keep predictions independent of batch composition
+    # (see _round_up_rows).
+    return max(low, min(high, rows // 8 * 8))
+
+
 def release_cached_memory():
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

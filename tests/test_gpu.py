@@ -78,6 +78,25 @@ def test_mixed_precision_trains_and_keeps_float32_weights(precision):
     assert clf.net_._grad_scaler is None
 
 
+def test_cuda_predicts_in_large_batches_with_the_same_results(monkeypatch):
+    X, y = make_classification_sequences(n_samples=3000)
+    clf = LSTMClassifier(**FAST).fit(X, y)
+    sizes = []
+    original = _training.SequenceNet.predict_outputs
+
+    def spy(self, data, batch_size, transform=None):
+        sizes.append(batch_size)
+        return original(self, data, batch_size, transform)
+
+    monkeypatch.setattr(_training.SequenceNet, "predict_outputs", spy)
+    large = clf.predict_proba(X)
+    monkeypatch.setattr(_training, "_GPU_PREDICT_ROWS", (1024, 1024))
+    small = clf.predict_proba(X)
+    assert sizes[0] > 1024
+    assert sizes[1] == 1024
+    np.testing.assert_allclose(large, small, atol=1e-5)
+
+
 def test_padding_never_changes_a_prediction_on_cuda():
     X, y = make_ragged_sequences()
     clf = LSTMClassifier(**FAST, bidirectional=True, num_layers=2).fit(X, y)

@@ -3,7 +3,10 @@
 import numpy as np
 import torch
 
-from sklstm._training import Batches, TensorData
+from sklstm import LSTMClassifier
+from sklstm._training import Batches, TensorData, prediction_rows
+
+from .conftest import make_classification_sequences
 
 
 def _ragged_data(n_samples=2000, seed=0):
@@ -127,3 +130,26 @@ def test_gradient_clipping_bounds_the_update():
         moved[clip] = float(sum(c**2 for c in change) ** 0.5)
     assert moved[1e-3] <= 1e-3 * 1.01
     assert moved[None] > 10 * moved[1e-3]
+
+
+def test_gpu_prediction_batches_grow_with_free_memory(monkeypatch):
+    X, y = make_classification_sequences(n_samples=40)
+    module = LSTMClassifier(hidden_size=64, max_epochs=1).fit(X, y).net_.module_
+    cuda = torch.device("cuda")
+
+    def free_gib(gib):
+        monkeypatch.setattr(
+            torch.cuda, "mem_get_info", lambda device=None: (int(gib * 2**30), 0)
+        )
+
+    assert prediction_rows(module, torch.device("cpu"), 100, cpu_rows=1024) == 1024
+    free_gib(70)
+    assert prediction_rows(module, cuda, 100, cpu_rows=1024) == 16384
+    free_gib(0.01)
+    assert prediction_rows(module, cuda, 100, cpu_rows=1024) == 1024
+    free_gib(4)
+    rows = prediction_rows(module, cuda, 100, cpu_rows=1024)
+    assert 1024 < rows < 16384
+    assert rows % 8 == 0
+    # Twice the steps per sequence: about half the rows.
+    assert abs(prediction_rows(module, cuda, 200, cpu_rows=1024) - rows / 2) <= 8
