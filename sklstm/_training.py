@@ -92,8 +92,10 @@ def place(array, device):
     """Move an array to ``device`` once; stream it from the host if too big.
 
     On CUDA, data that fits stays on the device for the whole fit, so no
-    batch waits for a host-to-device copy. Larger data stays in pinned host
-    memory and each batch is copied asynchronously (see :class:`Batches`).
+    batch waits for a host-to-device copy. Larger data is copied once into
+    pinned host memory (a second copy of it on the host) and streamed per
+    batch (see :class:`Batches`); a shuffled batch is gathered into ordinary
+    memory first, so its copy to the device is not asynchronous.
     """
     tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
     if device.type == "cpu":
