@@ -188,13 +188,10 @@ def _pad_sequence_list(X, dtype):
 def _check_finite(array):
     # A sum is finite iff every element is, barring overflow of the sum
     # itself, which only sends us on to the exact element-wise look below:
-    # one cheap pass over large inputs, in their own dtype. torch sums a
-    # contiguous array in place several times faster than numpy does.
-    if array.flags.c_contiguous and array.flags.writeable:
-        total = float(torch.from_numpy(array).sum())
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = array.sum()
+    # one cheap pass over large inputs, in their own dtype. Callers pass a
+    # C-contiguous, writeable array, which torch sums in place several times
+    # faster than numpy does.
+    total = float(torch.from_numpy(array).sum())
     if np.isfinite(total):
         return
     if np.isnan(array).any():
@@ -347,13 +344,15 @@ def to_sequences(X, *, precision="32", estimator=None):
             f"X has shape {array.shape}, with {array.shape[1]} time steps "
             f"and {array.shape[2]} features; both must be at least 1."
         )
-    array = _to_float(np.asarray(array), dtype)
+    # From here on torch reads the array in place (the finiteness sum, then
+    # training), which needs it C-contiguous and writeable.
+    array = np.ascontiguousarray(_to_float(np.asarray(array), dtype))
     if not array.flags.writeable:
         array = array.copy()
     _check_finite(array)
     lengths = np.full(array.shape[0], array.shape[1], dtype=np.int64)
     return Sequences(
-        np.ascontiguousarray(array),
+        array,
         lengths,
         tabular=tabular,
         feature_names=feature_names,

@@ -102,8 +102,8 @@ def test_invalid_inputs_raise_clear_errors(X, message):
 )
 @pytest.mark.parametrize("value, message", [(np.nan, "NaN"), (np.inf, "infinity")])
 def test_non_finite_values_are_found_in_every_memory_layout(layout, value, message):
-    # Some layouts are summed by torch, the others by numpy (read-only input
-    # is copied first): a single bad value must be found either way.
+    # Every layout is made contiguous and writeable (copied if need be)
+    # before the quick sum: a single bad value must be found in each.
     X = np.zeros((6, 5, 3), dtype=np.float32)
     X[4, 2, 1] = value
     if layout == "reversed":
