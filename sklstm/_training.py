@@ -92,10 +92,10 @@ def place(array, device):
     """Move an array to ``device`` once; stream it from the host if too big.
 
     On CUDA, data that fits stays on the device for the whole fit, so no
-    batch waits for a host-to-device copy. Larger data is copied once into
-    pinned host memory (a second copy of it on the host) and streamed per
-    batch (see :class:`Batches`); a shuffled batch is gathered into ordinary
-    memory first, so its copy to the device is not asynchronous.
+    batch waits for a host-to-device copy. Larger data stays where it is, in
+    ordinary host memory with no second copy, and is streamed: each batch is
+    gathered into pinned memory and copied asynchronously (see
+    :class:`Batches`).
     """
     tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
     if device.type == "cpu":
@@ -103,12 +103,12 @@ def place(array, device):
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
         if tensor.nbytes > _RESIDENT_SHARE * free_bytes:
-            return tensor.pin_memory()
+            return tensor
     try:
         return tensor.to(device)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
-        return tensor.pin_memory()
+        return tensor
 
 
 class Batches:
@@ -165,7 +165,8 @@ class Batches:
         ``indices`` is an index tensor, or a slice for in-order batches.
         """
         data = self.data
-        on_device = data.padded.device == self.device
+        # Where batches must be copied to; None when the data is already there.
+        device = None if _holds(self.device, data.padded) else self.device
         batch_indices = self._batch_indices()
         gather_indices = batch_indices
         if data.padded.device.type != "cpu" and _index_tensors(batch_indices):
@@ -180,22 +181,27 @@ class Batches:
             if data.equal_lengths:
                 # None tells the network every row is full length.
                 lengths = None
-                n_steps = data.padded.shape[1]
-            else:
-                lengths = data.lengths[indices]
-                n_steps = int(lengths.max())
-            if data.equal_lengths:
-                padded = data.padded[index]
+                n_steps = None
             else:
                 # Gather only the steps this batch needs.
-                padded = data.padded[index, :n_steps]
-            targets = _take(data.targets, index, n_steps, data.per_step)
-            weights = _take(data.weights, index, n_steps, data.per_step)
-            if not on_device:
-                padded = padded.to(self.device, non_blocking=True)
-                targets = _move(targets, self.device)
-                weights = _move(weights, self.device)
-            yield indices, (padded, lengths, targets, weights)
+                lengths = data.lengths[indices]
+                n_steps = int(lengths.max())
+            yield (
+                indices,
+                (
+                    _take(data.padded, index, n_steps, True, device),
+                    lengths,
+                    _take(data.targets, index, n_steps, data.per_step, device),
+                    _take(data.weights, index, n_steps, data.per_step, device),
+                ),
+            )
+
+
+def _holds(device, tensor):
+    """Whether ``tensor`` is on ``device``, where "cuda" means the current one."""
+    if device.type != tensor.device.type:
+        return False
+    return device.index is None or device.index == tensor.device.index
 
 
 def _index_tensors(batch_indices):
@@ -215,15 +221,32 @@ def _even_split(order, batch_size):
     return list(torch.tensor_split(order, n_batches))
 
 
-def _take(tensor, index, n_steps, per_step):
+def _take(tensor, index, n_steps, per_step, device):
+    """Rows ``index`` of ``tensor``, cut to ``n_steps`` if given and per step.
+
+    With a ``device``, the rows are copied there. For CUDA they are gathered
+    straight into pinned memory, from torch's caching host allocator, which
+    keeps each buffer until its copy is done: so the copy runs
+    asynchronously and the host can prepare the next batch meanwhile.
+    """
     if tensor is None:
         return None
-    # Per-step targets and weights are cut like the inputs.
-    return tensor[index, :n_steps] if per_step else tensor[index]
-
-
-def _move(tensor, device):
-    return None if tensor is None else tensor.to(device, non_blocking=True)
+    cut = per_step and n_steps is not None
+    if device is None:
+        return tensor[index, :n_steps] if cut else tensor[index]
+    if cut:
+        tensor = tensor[:, :n_steps]
+    if device.type != "cuda":
+        return tensor[index].to(device)
+    if isinstance(index, slice):
+        rows = tensor[index]
+        pinned = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
+        pinned.copy_(rows)
+    else:
+        shape = (len(index),) + tensor.shape[1:]
+        pinned = torch.empty(shape, dtype=tensor.dtype, pin_memory=True)
+        torch.index_select(tensor, 0, index, out=pinned)
+    return pinned.to(device, non_blocking=True)
 
 
 class WeightedLoss(nn.Module):
