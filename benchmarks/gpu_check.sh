@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks in one call: the CUDA tests, then the GPU overhead benchmark.
+# The GPU checks in one call: the CUDA tests, the GPU overhead benchmark and
+# the streaming benchmark (resident vs streamed data).
 #
 # On the team's lent GPU machines torch is installed but skorch is not, so
 # skorch travels as a wheel, and scikit-learn too, so that the GPU run uses
@@ -53,5 +54,10 @@ echo "## GPU overhead (hidden 256, T=100, F=32, N=100,000)"
 timeout 300 python3 benchmarks/overhead.py --device cuda --rounds 3
 bench_status=$?
 
-echo "tests exit ${tests_status}, benchmark exit ${bench_status}"
-exit $(( tests_status || bench_status ))
+echo "## Streaming (data too big for the GPU, forced)"
+timeout 150 python3 benchmarks/streaming.py
+stream_status=$?
+
+echo "tests exit ${tests_status}, benchmark exit ${bench_status}," \
+    "streaming exit ${stream_status}"
+exit $(( tests_status || bench_status || stream_status ))
