@@ -104,12 +104,12 @@ def main():
     print(
         f"# {time.strftime('%Y-%m-%d')}, {where}, torch {torch.__version__}; "
         f"N={args.n_samples} T={N_TIMESTEPS} F={N_FEATURES} float32 "
-        f"({data_gb:.2f} GB), hidden 256, batch 256, {args.epochs} epochs"
+        f"({data_gb:.2f} GiB), hidden 256, batch 256, {args.epochs} epochs"
     )
     print()
     print(
-        "| data | fit (s) | predict_proba (s) | peak host memory before fit (GB) "
-        "| after fit (GB) |"
+        "| data | fit (s) | predict_proba (s) | peak host memory before fit (GiB) "
+        "| after fit (GiB) |"
     )
     print("|---|---|---|---|---|")
     for mode, r in rows:
