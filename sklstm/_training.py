@@ -93,8 +93,8 @@ def place(array, device):
 
     On CUDA, data that fits stays on the device for the whole fit, so no
     batch waits for a host-to-device copy. Larger data stays where it is, in
-    ordinary host memory with no second copy, and is streamed: each batch is
-    gathered into pinned memory and copied asynchronously (see
+    ordinary host memory with no second copy, and is streamed: each training
+    batch is gathered into pinned memory and copied asynchronously (see
     :class:`Batches`).
     """
     tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
@@ -167,6 +167,8 @@ class Batches:
         data = self.data
         # Where batches must be copied to; None when the data is already there.
         device = None if _holds(self.device, data.padded) else self.device
+        pinned = device is not None and device.type == "cuda" and self.shuffle
+        per_step = data.per_step
         batch_indices = self._batch_indices()
         gather_indices = batch_indices
         if data.padded.device.type != "cpu" and _index_tensors(batch_indices):
@@ -189,10 +191,10 @@ class Batches:
             yield (
                 indices,
                 (
-                    _take(data.padded, index, n_steps, True, device),
+                    _take(data.padded, index, n_steps, True, device, pinned),
                     lengths,
-                    _take(data.targets, index, n_steps, data.per_step, device),
-                    _take(data.weights, index, n_steps, data.per_step, device),
+                    _take(data.targets, index, n_steps, per_step, device, pinned),
+                    _take(data.weights, index, n_steps, per_step, device, pinned),
                 ),
             )
 
@@ -221,13 +223,17 @@ def _even_split(order, batch_size):
     return list(torch.tensor_split(order, n_batches))
 
 
-def _take(tensor, index, n_steps, per_step, device):
+def _take(tensor, index, n_steps, per_step, device, pinned=False):
     """Rows ``index`` of ``tensor``, cut to ``n_steps`` if given and per step.
 
-    With a ``device``, the rows are copied there. For CUDA they are gathered
-    straight into pinned memory, from torch's caching host allocator, which
-    keeps each buffer until its copy is done: so the copy runs
-    asynchronously and the host can prepare the next batch meanwhile.
+    With a ``device``, the rows are copied there. With ``pinned`` (shuffled
+    training batches on CUDA), they are gathered straight into pinned
+    memory, from torch's caching host allocator, which keeps each buffer
+    until its copy is done: so the copy runs asynchronously and the host can
+    prepare the next batch meanwhile. Other batches are copied from ordinary
+    memory: prediction waits for each batch's outputs anyway, and its
+    batches are large enough that pinned buffers kept in torch's cache
+    would hold hundreds of MB of locked host memory.
     """
     if tensor is None:
         return None
@@ -236,17 +242,12 @@ def _take(tensor, index, n_steps, per_step, device):
         return tensor[index, :n_steps] if cut else tensor[index]
     if cut:
         tensor = tensor[:, :n_steps]
-    if device.type != "cuda":
-        return tensor[index].to(device)
-    if isinstance(index, slice):
-        rows = tensor[index]
-        pinned = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=True)
-        pinned.copy_(rows)
-    else:
-        shape = (len(index),) + tensor.shape[1:]
-        pinned = torch.empty(shape, dtype=tensor.dtype, pin_memory=True)
-        torch.index_select(tensor, 0, index, out=pinned)
-    return pinned.to(device, non_blocking=True)
+    if not pinned:
+        return tensor[index].to(device, non_blocking=True)
+    shape = (len(index),) + tensor.shape[1:]
+    buffer = torch.empty(shape, dtype=tensor.dtype, pin_memory=True)
+    torch.index_select(tensor, 0, index, out=buffer)
+    return buffer.to(device, non_blocking=True)
 
 
 class WeightedLoss(nn.Module):
