@@ -2,7 +2,8 @@
 
 sklstm moves the training data to the GPU once when it takes at most a
 share of the free device memory; larger data stays in host memory and each
-batch is gathered into pinned memory and copied asynchronously. This script
+training batch is gathered into pinned memory and copied asynchronously
+(prediction copies its batches from ordinary memory either way). This script
 fits the same data both ways (streaming forced by setting that share to
 zero), each in a fresh process so that peak resident memory is its own, and
 prints fit and prediction seconds and peak host memory. Streaming should
