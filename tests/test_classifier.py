@@ -44,6 +44,28 @@ def test_predict_proba_is_a_distribution_over_classes_():
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(1)])
 
 
+@pytest.mark.parametrize("output_mode", ["last", "sequence"])
+@pytest.mark.parametrize("n_classes", [2, 8, 9, 12])
+def test_probabilities_are_the_softmax_of_the_logits(n_classes, output_mode):
+    # Few classes take a class-first softmax on a CPU, more the usual one:
+    # both must give the float64 softmax of the network's outputs.
+    X, y = make_classification_sequences(n_samples=60)
+    if output_mode == "sequence":
+        y = np.arange(X.shape[0] * X.shape[1]).reshape(X.shape[:2]) % n_classes
+    else:
+        y = np.arange(len(X)) % n_classes
+    clf = LSTMClassifier(**FAST, output_mode=output_mode).fit(X, y)
+    _, logits = clf._outputs(X)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    expected = shifted / shifted.sum(axis=-1, keepdims=True)
+    proba = clf.predict_proba(X)
+    assert proba.shape == X.shape[: 2 if output_mode == "sequence" else 1] + (
+        n_classes,
+    )
+    np.testing.assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(proba.sum(axis=-1), 1.0, rtol=1e-12)
+
+
 def test_learns_a_simple_rule():
     X, y = make_classification_sequences(n_samples=200)
     clf = LSTMClassifier(hidden_size=32, max_epochs=30, random_state=0).fit(X, y)
