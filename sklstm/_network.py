@@ -173,7 +173,7 @@ class RecurrentNetwork(nn.Module):
             # Forward recurrence: steps past a sequence's end cannot reach
             # its valid outputs, so the padded batch runs as is, on the fast
             # fused kernels (packing would be several times slower on CPU).
-            states, _ = self.rnn(x)
+            states = _recur(self.rnn, x)
         else:
             states = self._bidirectional(x, lengths, equal_lengths)
 
@@ -217,8 +217,8 @@ class RecurrentNetwork(nn.Module):
         for depth, (forward_rnn, backward_rnn) in enumerate(self.layers):
             if depth:
                 x = self.between_layers(x)
-            forward_states, _ = forward_rnn(x)
-            backward_states, _ = backward_rnn(reverse(x))
+            forward_states = _recur(forward_rnn, x)
+            backward_states = _recur(backward_rnn, reverse(x))
             x = torch.cat([forward_states, reverse(backward_states)], dim=-1)
         return x
 
@@ -241,6 +241,34 @@ class RecurrentNetwork(nn.Module):
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return torch.bmm(weights[:, None, :], states).squeeze(1)
+
+
+def _recur(rnn, x):
+    """States of the batch-first ``rnn`` over ``x``, from a zero state.
+
+    Prediction on a CPU calls torch's recurrent kernel directly, as
+    ``nn.LSTM.forward`` itself does after its checks: those checks, a
+    refresh of its weight list and two zero states cost about 38 us per
+    call, 3% of predicting 5,000 sequences of 20 steps with 16 units.
+    Training (autograd), other devices and export (which swaps the
+    module's parameters) keep the module call.
+    """
+    weights = getattr(rnn, "_flat_weights", None)
+    if (
+        weights is None
+        or rnn.proj_size
+        or x.device.type != "cpu"
+        or not torch.is_inference_mode_enabled()
+    ):
+        return rnn(x)[0]
+    directions = 2 if rnn.bidirectional else 1
+    batch = x.shape[0 if rnn.batch_first else 1]
+    zeros = x.new_zeros((rnn.num_layers * directions, batch, rnn.hidden_size))
+    kernel, state = (
+        (torch.lstm, (zeros, zeros)) if isinstance(rnn, nn.LSTM) else (torch.gru, zeros)
+    )
+    flags = (rnn.dropout, rnn.training, rnn.bidirectional, rnn.batch_first)
+    return kernel(x, state, weights, rnn.bias, rnn.num_layers, *flags)[0]
 
 
 def _masked_mean(states, lengths, mask):

@@ -205,3 +205,47 @@ def test_masked_batch_norm_accepts_one_value_per_channel():
     norm = MaskedBatchNorm1d(2)
     output = norm(torch.ones(1, 2, 1))
     assert torch.isfinite(output).all()
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=repr)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_outputs_match_the_module_calls(architecture, dtype):
+    # Prediction on a CPU calls the recurrent kernels directly; the result
+    # must be what the nn.LSTM / nn.GRU module calls give, bit for bit.
+    X, y = make_ragged_sequences(n_samples=40, min_length=3, max_length=12)
+    clf = LSTMClassifier(
+        hidden_size=16, max_epochs=1, random_state=0, **architecture
+    ).fit(X, y)
+    network = clf.net_.module_.to(dtype).eval()
+    padded = torch.randn(9, 12, 2, dtype=dtype)
+    lengths = torch.tensor([12, 3, 7, 12, 1, 5, 12, 9, 2])
+    for batch_lengths in (None, lengths):
+        with torch.no_grad():
+            expected = network(padded, batch_lengths)
+        with torch.inference_mode():
+            direct = network(padded, batch_lengths)
+        torch.testing.assert_close(direct, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_direct_kernel_call_sees_new_weights(cell):
+    # After fit, a reload or a dtype change, the direct call must read the
+    # module's current weights, never a stale list.
+    network = RecurrentNetwork(n_inputs=3, n_outputs=2, hidden_size=8, cell=cell)
+    network.eval()
+    padded = torch.randn(5, 6, 3)
+    with torch.inference_mode():
+        before = network(padded)
+    other = RecurrentNetwork(n_inputs=3, n_outputs=2, hidden_size=8, cell=cell)
+    network.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        reloaded = network(padded)
+    with torch.no_grad():
+        expected = other.eval()(padded)
+    assert not torch.equal(reloaded, before)
+    torch.testing.assert_close(reloaded, expected, rtol=0, atol=0)
+    network.double()
+    with torch.inference_mode():
+        doubled = network(padded.double())
+    assert doubled.dtype == torch.float64
+    torch.testing.assert_close(doubled.float(), expected, rtol=1e-5, atol=1e-6)
