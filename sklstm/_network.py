@@ -11,10 +11,32 @@ sequence's end ever influences an output.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 from torch import nn
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+# Set, per thread, while sklstm's own training or prediction loop runs the
+# network (see direct_kernels).
+_DIRECT_KERNELS = contextvars.ContextVar("sklstm_direct_kernels", default=False)
+
+
+@contextlib.contextmanager
+def direct_kernels():
+    """Let the network call torch's recurrent kernels directly on a CPU.
+
+    Only sklstm's own loops turn this on: they never swap the module's
+    parameters, which ``nn.LSTM``'s own forward would notice and a direct
+    call would not (``torch.func.functional_call``, ``torch.export``).
+    """
+    token = _DIRECT_KERNELS.set(True)
+    try:
+        yield
+    finally:
+        _DIRECT_KERNELS.reset(token)
 
 
 class RecurrentNetwork(nn.Module):
@@ -246,19 +268,20 @@ class RecurrentNetwork(nn.Module):
 def _recur(rnn, x):
     """States of the batch-first ``rnn`` over ``x``, from a zero state.
 
-    Prediction on a CPU calls torch's recurrent kernel directly, as
-    ``nn.LSTM.forward`` itself does after its checks: those checks, a
-    refresh of its weight list and two zero states cost about 38 us per
-    call, 3% of predicting 5,000 sequences of 20 steps with 16 units.
-    Training (autograd), other devices and export (which swaps the
-    module's parameters) keep the module call.
+    Within :func:`direct_kernels`, on a CPU, this calls torch's recurrent
+    kernel as ``nn.LSTM.forward`` itself does after its checks; autograd
+    sees the same operation. Those checks, a refresh of its weight list and
+    two zero states cost about 38 us per call: 3% of predicting 5,000
+    sequences of 20 steps with 16 units, and of a training step on 32 of
+    them. Elsewhere (other devices, a user's own call) the module runs as
+    usual.
     """
     weights = getattr(rnn, "_flat_weights", None)
     if (
-        weights is None
+        not _DIRECT_KERNELS.get()
+        or weights is None
         or rnn.proj_size
         or x.device.type != "cpu"
-        or not torch.is_inference_mode_enabled()
     ):
         return rnn(x)[0]
     directions = 2 if rnn.bidirectional else 1

@@ -20,6 +20,8 @@ from skorch.callbacks import Callback, EpochTimer
 from skorch.utils import TeeGenerator
 from torch import nn
 
+from ._network import direct_kernels
+
 # Ragged batches are drawn from pools this many batches large, sorted by
 # length within the pool: batches then hold similar lengths (little padding)
 # while the pools keep the order random from epoch to epoch.
@@ -382,7 +384,8 @@ class SequenceNet(NeuralNet):
         # net carries no device state besides its module and optimizer.
         self._grad_scaler = new_grad_scaler(self.precision, self.device)
         try:
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+            with direct_kernels():
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
         finally:
             self._grad_scaler = None
 
@@ -478,7 +481,11 @@ class SequenceNet(NeuralNet):
         device = torch.device(self.device)
         batches = Batches(data, batch_size, shuffle=False, device=device)
         result = None
-        with torch.inference_mode(), autocast_context(self.precision, device):
+        with (
+            torch.inference_mode(),
+            autocast_context(self.precision, device),
+            direct_kernels(),
+        ):
             for indices, (padded, lengths, _, _) in batches.with_indices():
                 n_rows = len(padded)
                 padded, lengths = _round_up_rows(padded, lengths)
