@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 import torch
+from overhead import _sync  # this folder's overhead.py
 
 from sklstm import LSTMClassifier, _training
 
@@ -32,11 +33,6 @@ N_TIMESTEPS, N_FEATURES = 100, 32
 
 def peak_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def measure(mode, n_samples, epochs, device):
