@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from overhead import _sync  # this folder's overhead.py
 
-from sklstm import LSTMClassifier, _training
+from sklstm import LSTMClassifier, _data
 
 N_TIMESTEPS, N_FEATURES = 100, 32
 
@@ -42,7 +42,7 @@ def measure(mode, n_samples, epochs, device):
     )
     y = (X[:, :, 0].mean(axis=1) > 0).astype(np.int64)
     if mode == "streamed":
-        _training._RESIDENT_SHARE = 0.0
+        _data._RESIDENT_SHARE = 0.0
     clf = LSTMClassifier(
         hidden_size=256,
         batch_size=256,

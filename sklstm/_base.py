@@ -13,16 +13,18 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
-from skorch.callbacks import (
-    Callback,
-    EarlyStopping,
-    GradientNormClipping,
-    LRScheduler,
-)
-from skorch.utils import noop
 
+from ._data import TensorData, place
+from ._device import (
+    DeviceOutOfMemoryError,
+    check_precision,
+    is_out_of_memory,
+    prediction_rows,
+    release_cached_memory,
+    resolve_device,
+    seeded,
+)
 from ._network import RecurrentNetwork
-from ._progress import progress_callbacks
 from ._sequences import (
     check_features,
     feature_moments,
@@ -30,31 +32,15 @@ from ._sequences import (
     to_sequences,
 )
 from ._targets import check_total_weight, check_weight_shape
-from ._training import (
-    DeviceOutOfMemoryError,
-    SequenceNet,
-    SplitData,
-    TensorData,
+from ._trainer import (
+    OPTIMIZERS,
     TrainingDiverged,
     TrainingSnapshot,
-    WeightedLoss,
-    check_precision,
-    drop_unfinished_epoch,
-    is_out_of_memory,
-    parameters_finite,
-    place,
-    prediction_rows,
-    release_cached_memory,
-    resolve_device,
-    seeded,
+    build_net,
+    check_callbacks,
+    predict_outputs,
+    train,
 )
-
-_OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-}
 
 # Prediction runs in large batches: no gradients are kept, so memory allows it
 # and per-batch overhead vanishes. This is the CPU's; GPUs take larger ones
@@ -107,7 +93,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             StrOptions({"auto"}),
         ],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions(set(_OPTIMIZERS))],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
@@ -190,20 +176,48 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.callbacks = callbacks
 
     # ------------------------------------------------------------------
-    # Hooks the thin subclasses fill in.
-    _task = None  # "classification" or "regression"
+    # Hooks: what the thin subclasses fill in. Everything else is shared.
+    @property
+    @abstractmethod
+    def _criterion(self):
+        """The loss, a ``torch.nn.Module`` class called as
+        ``criterion(outputs, targets, weights)``."""
 
     @abstractmethod
     def _encode_targets(self, y, sequences, *, reset, classes=None):
-        """Validate ``y``; return (targets array, state to store after fit)."""
+        """Validate ``y``; return (targets array, target state).
+
+        The target state is what :meth:`_store_target_state` keeps after a
+        successful fit (classes, target scale); ``reset=False`` encodes with
+        the stored state of the fitted estimator.
+        """
+
+    @abstractmethod
+    def _store_target_state(self, state):
+        """Keep the target state of a successful fit as fitted attributes."""
+
+    @abstractmethod
+    def _n_outputs(self, target_state):
+        """Outputs of the network per sequence (or per step)."""
 
     @abstractmethod
     def _step_weights(self, targets, sample_weight, sequences, state):
         """Per-sample (or per-step) training weights, float32."""
 
     @abstractmethod
-    def _score_batches(self, collected):
-        """Validation score from the network outputs of one epoch."""
+    def _validation_score(self, collected):
+        """Validation score from ``(outputs, targets, weights)`` per batch."""
+
+    @abstractmethod
+    def _prediction_head(self):
+        """A torch module mapping network outputs to what predict returns.
+
+        The ONNX export appends it to the network.
+        """
+
+    def _stratify_labels(self, targets):
+        """Labels to stratify the validation split by; None for a random one."""
+        return None
 
     # ------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -261,11 +275,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         use_validation = not incremental and self._early_stopping_on(
             sequences.n_samples
         )
-        train_index, valid_index = self._split(targets, sequences, seed, use_validation)
-        check_total_weight(weights, train_index, valid_index)
-        data = self._split_data(
-            sequences, targets, weights, train_index, valid_index, device
-        )
+        train_rows, valid_rows = self._split(targets, sequences, seed, use_validation)
+        check_total_weight(weights, train_rows, valid_rows)
+        data = self._tensor_data(sequences, targets, weights, device)
         with seeded(seed, device):
             if continuing:
                 net = self.net_
@@ -275,11 +287,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             else:
                 net = self._build_net(
                     sequences,
-                    targets,
                     target_state,
                     device,
-                    seed,
-                    n_train=len(train_index),
+                    n_train=len(train_rows),
                     use_validation=use_validation,
                 )
                 try:
@@ -288,19 +298,33 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     if not is_out_of_memory(exc):
                         raise
                     raise self._out_of_memory_error(exc, "build", device) from exc
-            epochs = 1 if incremental else self._resolve_max_epochs(len(train_index))
+            epochs = 1 if incremental else self._resolve_max_epochs(len(train_rows))
             try:
-                interrupted = self._train(net, data, epochs)
-            except BaseException:
+                interrupted = train(
+                    net,
+                    data,
+                    train_rows,
+                    valid_rows,
+                    epochs=epochs,
+                    weighted=self._weighted_rows(weights, train_rows, valid_rows),
+                )
+            except BaseException as exc:
+                n_epochs = len(net.history)
                 if continuing:
                     snapshot.restore(net)
+                if isinstance(exc, TrainingDiverged):
+                    raise self._diverged_error(n_epochs) from None
+                if isinstance(exc, DeviceOutOfMemoryError):
+                    raise self._out_of_memory_error(
+                        exc, "train", device, batch_size=net.batch_size
+                    ) from None
                 raise
 
         self.net_ = net
         self._seed = seed
         if not continuing:
             # What resolved the "auto" parameters; sklstm.load needs them.
-            self._n_train = len(train_index)
+            self._n_train = len(train_rows)
             self._use_validation = use_validation
         self._store_target_state(target_state)
         record_features(self, sequences)
@@ -332,17 +356,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     "positive ints (channels of each convolution), or None."
                 )
         self._conv_kernel_sizes()
-        for callback in self.callbacks or []:
-            if not isinstance(callback, Callback) and not (
-                isinstance(callback, tuple)
-                and len(callback) == 2
-                and isinstance(callback[0], str)
-                and isinstance(callback[1], Callback)
-            ):
-                raise TypeError(
-                    f"callbacks must hold skorch Callback instances or "
-                    f"(name, Callback) tuples, got {callback!r}."
-                )
+        check_callbacks(self.callbacks)
 
     def _conv_kernel_sizes(self):
         """One odd kernel width per convolution, from ``conv_kernel_size``."""
@@ -424,36 +438,28 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         order = rng.permutation(n_samples)
         return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
-    def _stratify_labels(self, targets):
-        return None
-
-    def _split_data(
-        self, sequences, targets, weights, train_index, valid_index, device
-    ):
-        """Training (and validation) data sharing one copy on ``device``."""
-        per_step = self.output_mode == "sequence"
-        padded = place(sequences.padded, device)
-        lengths = torch.from_numpy(sequences.lengths)
-        targets = place(np.ascontiguousarray(targets), device)
-        step_weights = place(np.ascontiguousarray(weights, dtype=np.float32), device)
-
-        def subset(index):
-            everything = len(index) == sequences.n_samples
-            unweighted = not per_step and bool((weights[index] == 1).all())
-            return TensorData(
-                padded=padded,
-                lengths=lengths,
-                targets=targets,
-                # All weights 1: the loss takes its plain, cheaper form.
-                weights=None if unweighted else step_weights,
-                equal_lengths=sequences.equal_lengths,
-                per_step=per_step,
-                rows=None if everything else torch.from_numpy(index),
-            )
-
-        return SplitData(
-            subset(train_index), None if valid_index is None else subset(valid_index)
+    def _tensor_data(self, sequences, targets, weights, device):
+        """All sequences, targets and weights as one copy on ``device``."""
+        return TensorData(
+            padded=place(sequences.padded, device),
+            lengths=torch.from_numpy(sequences.lengths),
+            targets=place(np.ascontiguousarray(targets), device),
+            weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
+            equal_lengths=sequences.equal_lengths,
+            per_step=self.output_mode == "sequence",
         )
+
+    def _weighted_rows(self, weights, train_rows, valid_rows):
+        """Whether the training and the validation rows have weights other
+        than 1; if not, the loss takes its plain, cheaper form."""
+        if self.output_mode == "sequence":
+            # Padded steps weigh zero.
+            return True, True
+
+        def weighted(rows):
+            return rows is not None and not bool((weights[rows] == 1).all())
+
+        return weighted(train_rows), weighted(valid_rows)
 
     def _feature_statistics(self, sequences):
         """Per-feature mean and scale over valid (unpadded) steps."""
@@ -471,9 +477,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # Constant features are centred but not scaled.
         scale[scale < 1e-8] = 1.0
         return mean, scale
-
-    def _n_outputs(self, targets, target_state):
-        raise NotImplementedError
 
     def _resolve_batch_size(self, n_train):
         """``batch_size``, with "auto" resolved for ``n_train`` sequences."""
@@ -501,13 +504,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # enough of it for the validation score to mean something.
         return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
 
-    def _build_net(
-        self, sequences, targets, target_state, device, seed, *, n_train, use_validation
-    ):
+    def _build_net(self, sequences, target_state, device, *, n_train, use_validation):
+        """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale = self._feature_statistics(sequences)
         module_kwargs = dict(
             n_inputs=sequences.n_features,
-            n_outputs=self._n_outputs(targets, target_state),
+            n_outputs=self._n_outputs(target_state),
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             bidirectional=self.bidirectional,
@@ -523,148 +525,37 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),
         )
-        return self._assemble_net(
-            module_kwargs,
-            device,
-            seed,
-            n_train=n_train,
-            use_validation=use_validation,
+        return self._net_for(
+            module_kwargs, device, n_train=n_train, use_validation=use_validation
         )
 
-    def _assemble_net(self, module_kwargs, device, seed, *, n_train, use_validation):
-        """The skorch net for this estimator's parameters and a module's kwargs.
+    def _net_for(self, module_kwargs, device, *, n_train, use_validation):
+        """The skorch net for these parameters and the network's arguments.
 
-        Separate from :meth:`_build_net` so that :func:`sklstm.load` rebuilds a
-        saved net from its stored module kwargs, not from training data;
         ``n_train`` and ``use_validation`` resolve the "auto" parameters.
         """
-        max_epochs = self._resolve_max_epochs(n_train)
-        callbacks = []
-        if self.gradient_clip is not None:
-            callbacks.append(
-                ("gradient_clip", GradientNormClipping(self.gradient_clip))
-            )
-        if self.lr_schedule == "cosine":
-            callbacks.append(
-                (
-                    "lr_schedule",
-                    LRScheduler("CosineAnnealingLR", T_max=max_epochs),
-                )
-            )
-        elif self.lr_schedule == "plateau":
-            monitor = "valid_loss" if use_validation else "train_loss"
-            callbacks.append(
-                (
-                    "lr_schedule",
-                    LRScheduler(
-                        "ReduceLROnPlateau",
-                        monitor=monitor,
-                        factor=0.5,
-                        patience=max(1, self.n_iter_no_change // 2),
-                    ),
-                )
-            )
-        if use_validation:
-            callbacks.append(
-                (
-                    "early_stopping",
-                    EarlyStopping(
-                        monitor="valid_score",
-                        lower_is_better=False,
-                        patience=self.n_iter_no_change,
-                        threshold=self.tol,
-                        threshold_mode="abs",
-                        load_best=True,
-                        # A module-level function, not a lambda: the
-                        # fitted estimator must stay picklable.
-                        sink=noop,
-                    ),
-                )
-            )
-        callbacks.extend(progress_callbacks(self.verbose))
-        callbacks.extend(self.callbacks or [])
-        net = SequenceNet(
-            RecurrentNetwork,
-            criterion=WeightedLoss,
-            criterion__task=self._task,
-            optimizer=_OPTIMIZERS[self.optimizer],
-            optimizer__weight_decay=self.weight_decay,
+        return build_net(
+            module=RecurrentNetwork,
+            module_kwargs=module_kwargs,
+            criterion=self._criterion,
+            optimizer=self.optimizer,
             lr=self.lr,
-            max_epochs=max_epochs,
+            weight_decay=self.weight_decay,
+            max_epochs=self._resolve_max_epochs(n_train),
             batch_size=self._resolve_batch_size(n_train),
-            train_split=None,
-            callbacks=callbacks,
-            verbose=0,
-            device=str(device),
+            gradient_clip=self.gradient_clip,
+            lr_schedule=self.lr_schedule,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            use_validation=use_validation,
+            score_fn=self._validation_score,
+            verbose=self.verbose,
+            callbacks=self.callbacks,
+            device=device,
             precision=self.precision,
-            seed=seed,
-            score_fn=self._score_batches,
-            **{f"module__{key}": value for key, value in module_kwargs.items()},
         )
-        return net
 
-    def _train(self, net, data, epochs):
-        """Run ``epochs`` epochs through skorch; True if the user interrupted.
-
-        Raises ``ValueError`` when training diverges and
-        :class:`~sklstm._training.DeviceOutOfMemoryError` when a batch does
-        not fit in memory; the caller then keeps no part of this training.
-        """
-        if self.precision == "64":
-            net.module_.double()
-        # ``epochs`` tells the progress bar its length (1 for partial_fit).
-        all_callbacks = net.callbacks_
-        if data.valid is None:
-            # partial_fit holds no data out: callbacks that watch validation
-            # numbers (early stopping, a plateau schedule on valid_loss) sit
-            # this training out.
-            net.callbacks_ = [
-                (name, callback)
-                for name, callback in all_callbacks
-                if not str(getattr(callback, "monitor", "")).startswith("valid")
-            ]
-        net.notify("on_train_begin", X=data, y=None, epochs=epochs)
-        interrupted = False
-        out_of_memory = None
-        try:
-            net.fit_loop(data, epochs=epochs)
-        except KeyboardInterrupt:
-            # skorch's EarlyStopping stops training this way too.
-            stopper = dict(net.callbacks_).get("early_stopping")
-            interrupted = stopper is None or stopper.misses_ < stopper.patience
-            if interrupted:
-                drop_unfinished_epoch(net.history, validating=data.valid is not None)
-        except TrainingDiverged:
-            raise self._diverged_error(net) from None
-        except (RuntimeError, MemoryError) as exc:
-            if not is_out_of_memory(exc):
-                raise
-            out_of_memory = self._out_of_memory_error(exc, "train", net.device)
-        finally:
-            if hasattr(net, "shuffle_generator_"):
-                del net.shuffle_generator_
-        try:
-            if out_of_memory is not None:
-                # Raised out here so the failed batch's activations are
-                # already free; gradients go too, so a retry with a smaller
-                # batch_size in the same process finds the memory released.
-                net.optimizer_.zero_grad(set_to_none=True)
-                release_cached_memory()
-                raise out_of_memory
-            net.notify("on_train_end", X=data, y=None)
-        finally:
-            net.callbacks_ = all_callbacks
-        if interrupted and len(net.history) == 0:
-            raise KeyboardInterrupt
-        # The loss is checked once per epoch; the very last optimizer step
-        # (or an interrupted epoch) can still have left non-finite weights.
-        if not parameters_finite(net.module_):
-            raise self._diverged_error(net)
-        # Prediction then never has to switch modes on a shared module.
-        net.module_.eval()
-        return interrupted
-
-    def _out_of_memory_error(self, exc, stage, device):
+    def _out_of_memory_error(self, exc, stage, device, batch_size=None):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         if stage == "build":
             advice = (
@@ -674,8 +565,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         elif stage == "train":
             advice = (
-                f"a training batch does not fit (batch_size={self.batch_size}). "
-                f"Lower batch_size (e.g. batch_size={max(1, self.batch_size // 2)}"
+                f"a training batch does not fit (batch_size={batch_size}). "
+                f"Lower batch_size (e.g. batch_size={max(1, batch_size // 2)}"
                 "), hidden_size or num_layers, or split long sequences into "
                 "shorter windows; on a GPU, precision='bf16-mixed' also saves "
                 "memory."
@@ -690,10 +581,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             f"Out of memory on device {str(device)!r}: {advice} ({reason})"
         )
 
-    def _diverged_error(self, net):
+    def _diverged_error(self, n_epochs):
         return ValueError(
             f"Training diverged: the loss or the weights became non-finite in "
-            f"epoch {len(net.history)} with lr={self.lr}. Lower lr (e.g. "
+            f"epoch {n_epochs} with lr={self.lr}. Lower lr (e.g. "
             f"lr={self.lr / 10:g}), set gradient_clip=1.0, or check that X "
             "and y are on a moderate scale. No model was kept from this fit."
         )
@@ -718,13 +609,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Network outputs, float64, for validated sequences.
 
         ``transform`` maps each batch of raw outputs on the device (see
-        ``SequenceNet.predict_outputs``).
+        :func:`sklstm._trainer.predict_outputs`).
         """
         data = TensorData(
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
-            targets=None,
-            weights=None,
             equal_lengths=sequences.equal_lengths,
         )
         batch_size = prediction_rows(
@@ -735,7 +624,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         while True:
             try:
-                outputs = self.net_.predict_outputs(data, batch_size, transform)
+                outputs = predict_outputs(self.net_, data, batch_size, transform)
                 break
             except (RuntimeError, MemoryError) as exc:
                 if not is_out_of_memory(exc):

@@ -12,15 +12,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_y
 
 from ._base import BaseLSTM
+from ._network import ClassProbabilities, WeightedCrossEntropy
 from ._targets import (
     check_per_step_targets,
     check_target_count,
     pad_flat,
     valid_step_mask,
 )
-
-# Up to this many classes, a class-first softmax is faster on a CPU.
-_FEW_CLASSES = 8
 
 
 def _softmax(logits):
@@ -29,12 +27,6 @@ def _softmax(logits):
     In float64 whatever the network's precision, so that every row sums to
     1 to float64 rounding with no pass over the result afterwards.
     """
-    if logits.device.type == "cpu" and logits.shape[-1] <= _FEW_CLASSES:
-        # On a CPU, torch's softmax over a short last axis works row by row;
-        # over the first axis of the class-first view it is vectorised
-        # across rows: 3x faster for 2 classes, 7x per step in sequence mode.
-        by_class = logits.movedim(-1, 0)
-        return torch.softmax(by_class, dim=0, dtype=torch.float64).movedim(0, -1)
     return torch.softmax(logits, dim=-1, dtype=torch.float64)
 
 
@@ -178,7 +170,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         **BaseLSTM._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
     }
-    _task = "classification"
+    _criterion = WeightedCrossEntropy
 
     def __init__(
         self,
@@ -289,8 +281,11 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     def _store_target_state(self, state):
         self.classes_ = state["classes"]
 
-    def _n_outputs(self, targets, target_state):
+    def _n_outputs(self, target_state):
         return len(target_state["classes"])
+
+    def _prediction_head(self):
+        return ClassProbabilities()
 
     def _class_weights(self, state):
         classes = state["classes"]
@@ -333,10 +328,10 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     def _stratify_labels(self, targets):
         return targets if self.output_mode == "last" else None
 
-    def _score_batches(self, collected):
+    def _validation_score(self, collected):
         correct = 0.0
         total = 0.0
-        for outputs, (_, _, targets, weights) in collected:
+        for outputs, targets, weights in collected:
             hits = (outputs.argmax(dim=-1) == targets).to(outputs.dtype)
             if weights is None:
                 correct += float(hits.sum())

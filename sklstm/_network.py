@@ -11,32 +11,10 @@ sequence's end ever influences an output.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import torch
 from torch import nn
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
-
-# Set, per thread, while sklstm's own training or prediction loop runs the
-# network (see direct_kernels).
-_DIRECT_KERNELS = contextvars.ContextVar("sklstm_direct_kernels", default=False)
-
-
-@contextlib.contextmanager
-def direct_kernels():
-    """Let the network call torch's recurrent kernels directly on a CPU.
-
-    Only sklstm's own loops turn this on: they never swap the module's
-    parameters, which ``nn.LSTM``'s own forward would notice and a direct
-    call would not (``torch.func.functional_call``, ``torch.export``).
-    """
-    token = _DIRECT_KERNELS.set(True)
-    try:
-        yield
-    finally:
-        _DIRECT_KERNELS.reset(token)
 
 
 class RecurrentNetwork(nn.Module):
@@ -152,6 +130,15 @@ class RecurrentNetwork(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(state_size + conv_outputs, n_outputs)
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Unpickled recurrent weights are separate tensors. cuDNN wants each
+        # layer's weights in one block and would otherwise copy them together
+        # on every call; on the CPU this does nothing.
+        for module in self.modules():
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()
+
     def forward(self, padded, lengths=None):
         """Outputs for a batch.
 
@@ -266,32 +253,8 @@ class RecurrentNetwork(nn.Module):
 
 
 def _recur(rnn, x):
-    """States of the batch-first ``rnn`` over ``x``, from a zero state.
-
-    Within :func:`direct_kernels`, on a CPU, this calls torch's recurrent
-    kernel as ``nn.LSTM.forward`` itself does after its checks; autograd
-    sees the same operation. Those checks, a refresh of its weight list and
-    two zero states cost about 38 us per call: 3% of predicting 5,000
-    sequences of 20 steps with 16 units, 2.5% of training on them in
-    batches of 32. Elsewhere (other devices, a user's own call) the module
-    runs as usual.
-    """
-    weights = getattr(rnn, "_flat_weights", None)
-    if (
-        not _DIRECT_KERNELS.get()
-        or weights is None
-        or rnn.proj_size
-        or x.device.type != "cpu"
-    ):
-        return rnn(x)[0]
-    directions = 2 if rnn.bidirectional else 1
-    batch = x.shape[0 if rnn.batch_first else 1]
-    zeros = x.new_zeros((rnn.num_layers * directions, batch, rnn.hidden_size))
-    kernel, state = (
-        (torch.lstm, (zeros, zeros)) if isinstance(rnn, nn.LSTM) else (torch.gru, zeros)
-    )
-    flags = (rnn.dropout, rnn.training, rnn.bidirectional, rnn.batch_first)
-    return kernel(x, state, weights, rnn.bias, rnn.num_layers, *flags)[0]
+    """States of the batch-first ``rnn`` over ``x``, from a zero state."""
+    return rnn(x)[0]
 
 
 def _masked_mean(states, lengths, mask):
@@ -388,3 +351,68 @@ def _init_gate_bias(rnn, hidden_size, forget_bias):
             block = parameter[gate * hidden_size : (gate + 1) * hidden_size]
             # Biases of input and hidden paths add; put all of it on one.
             block.fill_(forget_bias if name.startswith("bias_ih") else 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Losses. Weights already hold sample and class weights and are zero on
+# padded steps, so ``sum(weights * losses) / sum(weights)`` serves every
+# output mode; None weights (all 1) take the plain, cheaper mean.
+class WeightedCrossEntropy(nn.Module):
+    """Weighted mean cross-entropy of logits against class codes."""
+
+    def forward(self, outputs, targets, weights=None):
+        if outputs.dtype in (torch.float16, torch.bfloat16):
+            outputs = outputs.float()
+        if weights is None:
+            return nn.functional.cross_entropy(
+                outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1)
+            )
+        losses = nn.functional.cross_entropy(
+            outputs.reshape(-1, outputs.shape[-1]),
+            targets.reshape(-1),
+            reduction="none",
+        ).view(targets.shape)
+        return (losses * weights).sum() / weights.sum()
+
+
+class WeightedSquaredError(nn.Module):
+    """Weighted mean squared error, averaged over the outputs of each target."""
+
+    def forward(self, outputs, targets, weights=None):
+        if outputs.dtype in (torch.float16, torch.bfloat16):
+            outputs = outputs.float()
+        if weights is None:
+            return nn.functional.mse_loss(outputs, targets)
+        losses = (outputs - targets).square().mean(dim=-1)
+        return (losses * weights).sum() / weights.sum()
+
+
+# ---------------------------------------------------------------------------
+# Prediction heads: what predict_proba / predict compute from the network's
+# outputs, as modules so that an exported graph carries them too.
+class ClassProbabilities(nn.Module):
+    """Softmax probabilities (float32) and the index of the predicted class."""
+
+    output_names = ("probabilities", "class_index")
+
+    def forward(self, outputs):
+        probabilities = torch.softmax(outputs.double(), dim=-1)
+        return probabilities.float(), probabilities.argmax(dim=-1)
+
+
+class TargetScale(nn.Module):
+    """Outputs mapped back from the standardised target scale (float32)."""
+
+    output_names = ("predictions",)
+
+    def __init__(self, mean, scale, *, single_output):
+        super().__init__()
+        self.single_output = single_output
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float64))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
+
+    def forward(self, outputs):
+        values = outputs.double() * self.scale + self.mean
+        if self.single_output:
+            values = values[..., 0]
+        return values.float()

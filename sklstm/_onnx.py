@@ -22,35 +22,16 @@ class _ExportedNetwork(nn.Module):
     """The fitted network plus what ``predict``/``predict_proba`` add to it.
 
     Takes equal-length sequences only (no lengths input), so the graph has no
-    packing and no data-dependent branches. Classifier: softmax
-    probabilities and the predicted class index. Regressor: predictions
-    mapped back from the standardised target scale.
+    packing and no data-dependent branches.
     """
 
-    def __init__(
-        self, network, *, task, target_mean=None, target_scale=None, single_output=False
-    ):
+    def __init__(self, network, head):
         super().__init__()
         self.network = network
-        self.task = task
-        self.single_output = single_output
-        if task == "regression":
-            self.register_buffer(
-                "target_mean", torch.as_tensor(target_mean, dtype=torch.float64)
-            )
-            self.register_buffer(
-                "target_scale", torch.as_tensor(target_scale, dtype=torch.float64)
-            )
+        self.head = head
 
     def forward(self, X):
-        outputs = self.network(X).double()
-        if self.task == "classification":
-            probabilities = torch.softmax(outputs, dim=-1)
-            return probabilities.float(), probabilities.argmax(dim=-1)
-        values = outputs * self.target_scale + self.target_mean
-        if self.single_output:
-            values = values[..., 0]
-        return values.float()
+        return self.head(self.network(X))
 
 
 def _check_exporter_installed():
@@ -108,20 +89,12 @@ def export_onnx(estimator, path):
     # float32 throughout: ONNX Runtime's LSTM and GRU kernels take no
     # float64, and float32 is what serving expects.
     network = copy.deepcopy(estimator.net_.module_).cpu().float().eval()
-    if estimator._task == "classification":
-        wrapper = _ExportedNetwork(network, task="classification")
-        output_names = ["probabilities", "class_index"]
-        metadata = {"classes": json.dumps(estimator.classes_.tolist())}
-    else:
-        wrapper = _ExportedNetwork(
-            network,
-            task="regression",
-            target_mean=estimator._target_mean,
-            target_scale=estimator._target_scale,
-            single_output=estimator._single_output,
-        )
-        output_names = ["predictions"]
-        metadata = {}
+    head = estimator._prediction_head().cpu()
+    wrapper = _ExportedNetwork(network, head)
+    output_names = list(head.output_names)
+    metadata = {}
+    if hasattr(estimator, "classes_"):
+        metadata["classes"] = json.dumps(estimator.classes_.tolist())
     metadata.update(
         sklstm_version=__version__,
         estimator=type(estimator).__name__,
@@ -129,7 +102,9 @@ def export_onnx(estimator, path):
     )
     wrapper.eval()
 
-    example = torch.zeros(2, 3, estimator._n_step_features, dtype=torch.float32)
+    example = torch.zeros(
+        2, 3, estimator.net_.module_.feature_mean.numel(), dtype=torch.float32
+    )
     batch = torch.export.Dim("batch", min=1)
     time = torch.export.Dim("time", min=1)
     # The exporter reports its progress through print, logging and warnings

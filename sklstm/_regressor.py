@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_y
 
 from ._base import BaseLSTM
+from ._network import TargetScale, WeightedSquaredError
 from ._targets import (
     check_per_step_targets,
     check_target_count,
@@ -146,7 +148,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     (3,)
     """
 
-    _task = "regression"
+    _criterion = WeightedSquaredError
 
     def __init__(
         self,
@@ -283,19 +285,24 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         self._single_output = state["single"]
         self.n_outputs_ = len(state["mean"])
 
-    def _n_outputs(self, targets, target_state):
+    def _n_outputs(self, target_state):
         return len(target_state["mean"])
+
+    def _prediction_head(self):
+        return TargetScale(
+            self._target_mean,
+            self._target_scale,
+            single_output=self._single_output,
+        )
 
     def _step_weights(self, targets, sample_weight, sequences, state):
         if self.output_mode == "last":
             return sample_weight.astype(np.float32)
         return (sample_weight[:, None] * valid_step_mask(sequences)).astype(np.float32)
 
-    def _score_batches(self, collected):
-        import torch
-
+    def _validation_score(self, collected):
         predictions, truths, weights = [], [], []
-        for outputs, (_, _, targets, step_weights) in collected:
+        for outputs, targets, step_weights in collected:
             n_outputs = outputs.shape[-1]
             if step_weights is None:
                 step_weights = outputs.new_ones(outputs.shape[:-1])

@@ -409,9 +409,9 @@ def _parse_metadata(raw, where):
 def _rebuild(metadata, weights, device, where):
     from safetensors import SafetensorError
     from safetensors.torch import load as safetensors_load
-    from skorch.history import History
 
-    from ._training import seeded
+    from ._device import seeded
+    from ._trainer import restore_net
 
     classes = _estimator_classes()
     cls = classes.get(metadata["estimator"])
@@ -456,10 +456,9 @@ def _rebuild(metadata, weights, device, where):
     target = _load_device(estimator, device)
     seed = int(fitted.get("_seed", 0))
     try:
-        net = estimator._assemble_net(
+        net = estimator._net_for(
             module_kwargs,
             target,
-            seed,
             n_train=int(fitted.get("_n_train", 1)),
             use_validation=bool(fitted.get("_use_validation", False)),
         )
@@ -467,20 +466,12 @@ def _rebuild(metadata, weights, device, where):
         # RNG so that loading leaves the caller's random state alone.
         with seeded(seed, target):
             net.initialize()
-        # The optimizer starts afresh; schedulers resuming at a later epoch
-        # look for the learning rate they started from.
-        for group in net.optimizer_.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        if params.get("precision") == "64":
-            net.module_.double()
-        net.module_.load_state_dict(tensors, strict=True)
+        restore_net(net, tensors, history)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(
             f"{where} does not match the network it describes ({exc}). The "
             "file is corrupt or was edited."
         ) from None
-    net.module_.eval()
-    net.history_ = History(history)
     estimator.net_ = net
     estimator.history_ = net.history
     return estimator
@@ -493,7 +484,7 @@ def _decode_mapping(value):
 
 
 def _load_device(estimator, device):
-    from ._training import resolve_device
+    from ._device import resolve_device
 
     if device is not None:
         return resolve_device(device)

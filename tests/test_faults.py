@@ -9,11 +9,11 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 
 from sklstm import LSTMClassifier, LSTMRegressor
 from sklstm._network import RecurrentNetwork
-from sklstm._training import SequenceNet
+from sklstm._trainer import SequenceNet
 
 FAST = {
     "hidden_size": 4,
@@ -164,7 +164,9 @@ def test_failed_fit_on_bad_data_leaves_nothing_and_keeps_previous():
 
 
 def test_interrupt_keeps_what_was_learned():
-    classifier = LSTMClassifier(**{**FAST, "max_epochs": 5}, callbacks=[Interrupt(2)])
+    classifier = LSTMClassifier(
+        **{**FAST, "max_epochs": 5}, callbacks=[Interrupt(3, where="batch")]
+    )
     with pytest.warns(RuntimeWarning, match="interrupted after 2 epochs"):
         classifier.fit(X, Y)
     assert classifier.n_iter_ == 2
@@ -207,12 +209,26 @@ def test_interrupt_before_the_first_epoch_ends_propagates():
 
 
 def test_interrupt_during_warm_start_keeps_earlier_epochs():
-    classifier = LSTMClassifier(**FAST, warm_start=True, callbacks=[Interrupt(5)])
+    classifier = LSTMClassifier(
+        **FAST, warm_start=True, callbacks=[Interrupt(6, where="batch")]
+    )
     classifier.fit(X, Y)
     with pytest.warns(RuntimeWarning, match="interrupted after 5 epochs"):
         classifier.fit(X, Y)
     assert classifier.n_iter_ == 5
     assert np.isfinite(classifier.predict_proba(X)).all()
+
+
+def test_a_callback_stopping_after_an_epoch_is_not_an_interrupt(recwarn):
+    # skorch callbacks stop training by raising KeyboardInterrupt once an
+    # epoch is complete (its EarlyStopping does): that is a stop, not Ctrl-C.
+    classifier = LSTMClassifier(**{**FAST, "max_epochs": 5}, callbacks=[Interrupt(2)])
+    classifier.fit(X, Y)
+    assert classifier.n_iter_ == 2
+    stopper = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
+    classifier.set_params(callbacks=[stopper]).fit(X, Y)
+    assert classifier.n_iter_ < 5
+    assert not [w for w in recwarn if "interrupted" in str(w.message)]
 
 
 def test_early_stopping_is_not_reported_as_an_interrupt(recwarn):

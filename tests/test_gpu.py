@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklstm import LSTMClassifier, LSTMRegressor, _training
+from sklstm import LSTMClassifier, LSTMRegressor, _data, _device, _trainer
 
 from .conftest import make_classification_sequences, make_ragged_sequences
 
@@ -27,7 +27,7 @@ def test_auto_device_trains_on_cuda():
 
 def test_data_moves_to_the_device_once(monkeypatch):
     placed = []
-    original = _training.place
+    original = _data.place
 
     def spy(array, device):
         tensor = original(array, device)
@@ -61,7 +61,7 @@ def _ragged_per_step_targets():
 def test_streaming_when_the_data_does_not_fit(monkeypatch, make_estimator, make_data):
     X, y = make_data()
     placed = []
-    original = _training.place
+    original = _data.place
 
     def spy(array, device):
         tensor = original(array, device)
@@ -69,7 +69,7 @@ def test_streaming_when_the_data_does_not_fit(monkeypatch, make_estimator, make_
         return tensor
 
     monkeypatch.setattr("sklstm._base.place", spy)
-    monkeypatch.setattr(_training, "_RESIDENT_SHARE", 0.0)
+    monkeypatch.setattr(_data, "_RESIDENT_SHARE", 0.0)
     streamed = make_estimator().fit(X, y)
     monkeypatch.undo()
     resident = make_estimator().fit(X, y)
@@ -108,7 +108,7 @@ def test_mixed_precision_trains_and_keeps_float32_weights(precision):
     assert np.isfinite(clf.loss_curve_).all()
     assert clf.score(X, y) > 0.8
     assert all(p.dtype == torch.float32 for p in clf.net_.module_.parameters())
-    assert clf.net_._grad_scaler is None
+    assert clf.net_.grad_scaler is None
 
 
 def test_cuda_predicts_in_large_batches_with_the_same_results(monkeypatch):
@@ -118,15 +118,15 @@ def test_cuda_predicts_in_large_batches_with_the_same_results(monkeypatch):
     X, y = make_classification_sequences(n_samples=3000)
     clf = LSTMClassifier(**FAST).fit(X, y)
     sizes = []
-    original = _training.SequenceNet.predict_outputs
+    original = _trainer.predict_outputs
 
-    def spy(self, data, batch_size, transform=None):
+    def spy(net, data, batch_size, transform=None):
         sizes.append(batch_size)
-        return original(self, data, batch_size, transform)
+        return original(net, data, batch_size, transform)
 
-    monkeypatch.setattr(_training.SequenceNet, "predict_outputs", spy)
+    monkeypatch.setattr("sklstm._base.predict_outputs", spy)
     large = clf.predict_proba(X)
-    monkeypatch.setattr(_training, "_GPU_PREDICT_ROWS", (1024, 1024))
+    monkeypatch.setattr(_device, "_GPU_PREDICT_ROWS", (1024, 1024))
     small = clf.predict_proba(X)
     assert sizes[0] > 1024
     assert sizes[1] == 1024

@@ -1,13 +1,11 @@
 """The torch module: padding never leaks into an output."""
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
 
 from sklstm import LSTMClassifier, LSTMRegressor
-from sklstm._network import MaskedBatchNorm1d, RecurrentNetwork, direct_kernels
+from sklstm._network import MaskedBatchNorm1d, RecurrentNetwork
 
 from .conftest import make_ragged_sequences
 
@@ -207,98 +205,3 @@ def test_masked_batch_norm_accepts_one_value_per_channel():
     norm = MaskedBatchNorm1d(2)
     output = norm(torch.ones(1, 2, 1))
     assert torch.isfinite(output).all()
-
-
-@pytest.mark.parametrize("architecture", ARCHITECTURES, ids=repr)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_direct_kernel_outputs_match_the_module_calls(architecture, dtype):
-    # sklstm's own loops call the recurrent kernels directly on a CPU; the
-    # outputs must be what the nn.LSTM / nn.GRU module calls give, bit for bit.
-    X, y = make_ragged_sequences(n_samples=40, min_length=3, max_length=12)
-    clf = LSTMClassifier(
-        hidden_size=16, max_epochs=1, random_state=0, **architecture
-    ).fit(X, y)
-    network = clf.net_.module_.to(dtype).eval()
-    padded = torch.randn(9, 12, 2, dtype=dtype)
-    lengths = torch.tensor([12, 3, 7, 12, 1, 5, 12, 9, 2])
-    for batch_lengths in (None, lengths):
-        with torch.inference_mode():
-            expected = network(padded, batch_lengths)
-            with direct_kernels():
-                direct = network(padded, batch_lengths)
-        torch.testing.assert_close(direct, expected, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(
-    "architecture",
-    [dict(num_layers=2, dropout=0.5), dict(bidirectional=True, cell="gru")],
-    ids=repr,
-)
-def test_direct_kernel_training_matches_the_module_calls(architecture):
-    # Same outputs and gradients in training, dropout between layers included.
-    X, y = make_ragged_sequences(n_samples=40, min_length=3, max_length=12)
-    clf = LSTMClassifier(
-        hidden_size=16, max_epochs=1, random_state=0, **architecture
-    ).fit(X, y)
-    network = clf.net_.module_.train()
-    padded = torch.randn(9, 12, 2)
-    lengths = torch.tensor([12, 3, 7, 12, 1, 5, 12, 9, 2])
-    results = []
-    for direct in (False, True):
-        network.zero_grad()
-        torch.manual_seed(0)
-        with direct_kernels() if direct else contextlib.nullcontext():
-            outputs = network(padded, lengths)
-        outputs.square().sum().backward()
-        grads = [p.grad.clone() for p in network.parameters() if p.grad is not None]
-        results.append((outputs.detach(), grads))
-    (expected, expected_grads), (outputs, grads) = results
-    torch.testing.assert_close(outputs, expected, rtol=0, atol=0)
-    assert len(grads) == len(expected_grads) > 0
-    for grad, expected_grad in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_direct_kernel_call_sees_new_weights(cell):
-    # After a reload or a dtype change, the direct call must read the
-    # module's current weights, never a stale list.
-    network = RecurrentNetwork(n_inputs=3, n_outputs=2, hidden_size=8, cell=cell)
-    network.eval()
-    padded = torch.randn(5, 6, 3)
-    with torch.no_grad(), direct_kernels():
-        before = network(padded)
-    other = RecurrentNetwork(n_inputs=3, n_outputs=2, hidden_size=8, cell=cell)
-    network.load_state_dict(other.state_dict())
-    with torch.no_grad(), direct_kernels():
-        reloaded = network(padded)
-    with torch.no_grad():
-        expected = other.eval()(padded)
-    assert not torch.equal(reloaded, before)
-    torch.testing.assert_close(reloaded, expected, rtol=0, atol=0)
-    network.double()
-    with torch.no_grad(), direct_kernels():
-        doubled = network(padded.double())
-    assert doubled.dtype == torch.float64
-    torch.testing.assert_close(doubled.float(), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_direct_kernels_stay_off_outside_sklstm_loops(monkeypatch):
-    # A user's own call, or an exporter swapping parameters, goes through
-    # the module's forward, which refreshes its weight list.
-    network = RecurrentNetwork(n_inputs=3, n_outputs=2, hidden_size=8).eval()
-    calls = []
-    forward = type(network.rnn).forward
-    monkeypatch.setattr(
-        type(network.rnn),
-        "forward",
-        lambda self, *args: calls.append(1) or forward(self, *args),
-    )
-    with torch.no_grad():
-        network(torch.randn(2, 4, 3))
-        assert len(calls) == 1
-        with direct_kernels():
-            network(torch.randn(2, 4, 3))
-        assert len(calls) == 1
-        network(torch.randn(2, 4, 3))
-    assert len(calls) == 2

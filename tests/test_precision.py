@@ -44,4 +44,4 @@ def test_loss_scaling_leaves_training_unchanged(monkeypatch):
     np.testing.assert_allclose(
         scaled.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-6
     )
-    assert scaled.net_._grad_scaler is None  # nothing kept after the fit
+    assert scaled.net_.grad_scaler is None  # nothing kept after the fit

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from sklstm import LSTMClassifier
-from sklstm._training import Batches, TensorData, prediction_rows
+from sklstm._data import Batches, TensorData
+from sklstm._device import prediction_rows
 
 from .conftest import make_classification_sequences
 
@@ -27,7 +28,7 @@ def test_each_sequence_appears_once_per_epoch():
     batches = Batches(
         data, 32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
-    seen = torch.cat([targets for _, _, targets, _ in batches])
+    seen = torch.cat([targets for _, (targets, _) in batches])
     assert sorted(seen.tolist()) == list(range(300))
     assert len(batches) == 10
 
@@ -37,7 +38,9 @@ def test_ragged_batches_waste_little_on_padding():
     batches = Batches(
         data, 32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
-    computed = sum(padded.shape[0] * padded.shape[1] for padded, *_ in batches)
+    computed = sum(
+        inputs["padded"].shape[0] * inputs["padded"].shape[1] for inputs, _ in batches
+    )
     useful = int(data.lengths.sum())
     padded_to_longest = len(data) * int(data.lengths.max())
     assert computed < 1.1 * useful
@@ -46,8 +49,8 @@ def test_ragged_batches_waste_little_on_padding():
 
 def test_batches_are_cut_to_their_longest_sequence():
     data = _ragged_data(n_samples=200)
-    for padded, lengths, _, _ in Batches(data, 16, shuffle=False):
-        assert padded.shape[1] == int(lengths.max())
+    for inputs, _ in Batches(data, 16, shuffle=False):
+        assert inputs["padded"].shape[1] == int(inputs["lengths"].max())
 
 
 def test_shuffled_epochs_differ_and_are_reproducible():
@@ -56,7 +59,7 @@ def test_shuffled_epochs_differ_and_are_reproducible():
     def epoch_orders(seed):
         generator = torch.Generator().manual_seed(seed)
         batches = Batches(data, 16, shuffle=True, generator=generator)
-        return [torch.cat([t for _, _, t, _ in batches]).tolist() for _ in range(2)]
+        return [torch.cat([t for _, (t, _) in batches]).tolist() for _ in range(2)]
 
     first, second = epoch_orders(0)
     assert first != second

@@ -14,7 +14,7 @@ import torch
 from skorch.callbacks import Callback
 
 from sklstm import LSTMClassifier, LSTMRegressor, from_channels_first, from_long_format
-from sklstm._training import SequenceNet
+from sklstm._trainer import SequenceNet
 
 FAST = {"hidden_size": 4, "max_epochs": 1, "random_state": 0, "device": "cpu"}
 
@@ -59,7 +59,7 @@ def torch_forbidden(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("invalid input reached the torch network")
 
-    for method in ("initialize", "fit_loop", "predict_outputs"):
+    for method in ("initialize", "fit_loop", "evaluation_step"):
         monkeypatch.setattr(SequenceNet, method, refuse)
 
 

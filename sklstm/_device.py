@@ -1,0 +1,146 @@
+"""Where training runs and in what arithmetic: devices, precision, memory.
+
+Everything here is plain torch; nothing depends on skorch or on the
+estimators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+class DeviceOutOfMemoryError(torch.OutOfMemoryError, MemoryError):
+    """Training or prediction ran out of memory; the message says what to lower.
+
+    Both a ``MemoryError`` and a ``torch.OutOfMemoryError``, so code that
+    already catches either keeps working.
+    """
+
+
+def is_out_of_memory(exc):
+    """Whether ``exc`` reports an allocation failure, on a GPU or the CPU."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    # torch's CPU allocator raises a plain RuntimeError.
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def release_cached_memory():
+    """Hand memory that torch's CUDA allocator keeps cached back to the device."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def resolve_device(device):
+    """Turn the ``device`` parameter into a usable ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device={device!r} is not a torch device. Use 'auto', 'cpu', "
+            "'cuda' or 'cuda:N'."
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available "
+                "on this machine. Use device='auto' or device='cpu'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available. Use "
+            "device='auto' or device='cpu'."
+        )
+    return resolved
+
+
+@contextlib.contextmanager
+def seeded(seed, device):
+    """Run with torch's global RNG seeded, restoring the caller's RNG after.
+
+    Weight initialisation, dropout and shuffling draw from the global
+    generator; forking it keeps ``random_state`` reproducible without
+    touching user state.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# ---------------------------------------------------------------------------
+# Precision
+def autocast_context(precision, device):
+    """The autocast region that computes in ``precision`` on ``device``."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "16-mixed" and device.type == "cuda":
+        # Off CUDA (a model fitted on a GPU and loaded on a CPU) this
+        # precision computes in float32: the CPU has no float16 LSTM kernel.
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def check_precision(precision, device):
+    """Refuse, before fitting, a precision that ``device`` cannot train in."""
+    if precision == "16-mixed" and device.type != "cuda":
+        raise ValueError(
+            f"precision='16-mixed' needs a CUDA device, but this fit runs on "
+            f"{device.type!r}: float16 recurrent kernels exist only on CUDA. "
+            "Use precision='bf16-mixed' or '32' instead."
+        )
+
+
+def new_grad_scaler(precision, device):
+    """A loss scaler for float16 training, or None when none is needed.
+
+    float16 gradients of small losses underflow to zero; the scaler
+    multiplies the loss before ``backward``, divides the gradients before the
+    step, and skips steps whose gradients overflowed.
+    """
+    if precision != "16-mixed":
+        return None
+    return torch.amp.GradScaler(torch.device(device).type)
+
+
+# ---------------------------------------------------------------------------
+# Prediction batch size
+# On a GPU, prediction batches grow with the free memory, within these
+# bounds: no activations are kept for a backward pass, so large batches are
+# cheap in memory and keep the device busy.
+_GPU_PREDICT_ROWS = (1024, 16384)
+# The share of free GPU memory one prediction batch may plan to take.
+_GPU_PREDICT_SHARE = 0.25
+
+
+def prediction_rows(module, device, n_timesteps, cpu_rows):
+    """Rows per prediction batch for ``module`` on ``device``.
+
+    CPUs get ``cpu_rows``. On CUDA, the batch is as large as a quarter of the
+    free memory allows, by a generous count of the float32 values that live
+    at once per time step: the input and its normalised copy, the
+    convolution outputs, and for the recurrent layers two layers' states and
+    four gates each (``head.in_features`` bounds a layer's state width). Too
+    large a guess still works: prediction halves the batch on running out
+    of memory.
+    """
+    if device.type != "cuda":
+        return cpu_rows
+    n_inputs = module.feature_mean.numel()
+    conv_width = sum(layer.out_channels for layer in module.convolutions)
+    width = 2 * n_inputs + conv_width + 6 * module.head.in_features
+    free_bytes, _ = torch.cuda.mem_get_info(device)
+    rows = int(_GPU_PREDICT_SHARE * free_bytes) // (4 * max(n_timesteps, 1) * width)
+    low, high = _GPU_PREDICT_ROWS
+    # Multiples of 8 keep predictions independent of batch composition
+    # (see sklstm._data.round_up_rows).
+    return max(low, min(high, rows // 8 * 8))

@@ -1,0 +1,543 @@
+"""The training engine: the only module of sklstm that imports skorch.
+
+skorch runs the loop: epochs, batches, callbacks, history, early stopping,
+checkpoints. sklstm plugs into it through skorch's documented extension
+points only: its data is a torch ``Dataset`` (:class:`~sklstm._data.TensorData`)
+split by ``train_split`` and batched by ``iterator_train`` /
+``iterator_valid`` (:class:`~sklstm._data.Batches`); :class:`SequenceNet`
+overrides ``initialize_module``, ``infer``, ``get_loss`` and, for float16
+loss scaling, ``train_step`` / ``train_step_single``; everything else sklstm
+needs per epoch (the validation score, divergence, progress) is a callback.
+So a stock skorch callback passed in ``callbacks`` sees the net, its history
+(per batch too) and its events exactly as skorch documents them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    EpochTimer,
+    GradientNormClipping,
+    LRScheduler,
+    PassthroughScoring,
+)
+from skorch.history import History
+from skorch.utils import TeeGenerator, noop
+
+from ._data import Batches, round_up_rows
+from ._device import (
+    DeviceOutOfMemoryError,
+    autocast_context,
+    is_out_of_memory,
+    new_grad_scaler,
+    release_cached_memory,
+)
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss stopped being finite, or the weights did."""
+
+
+def check_callbacks(callbacks):
+    """Refuse a ``callbacks`` parameter that skorch could not use."""
+    for callback in callbacks or []:
+        if not isinstance(callback, Callback) and not (
+            isinstance(callback, tuple)
+            and len(callback) == 2
+            and isinstance(callback[0], str)
+            and isinstance(callback[1], Callback)
+        ):
+            raise TypeError(
+                f"callbacks must hold skorch Callback instances or "
+                f"(name, Callback) tuples, got {callback!r}."
+            )
+
+
+# ---------------------------------------------------------------------------
+class SequenceNet(NeuralNet):
+    """skorch net over :class:`~sklstm._data.TensorData` batches.
+
+    A batch is ``(X, y)`` with ``X = {"padded": ..., "lengths": ...}``, the
+    network's keyword inputs, and ``y = (targets, weights)``, which the
+    criterion takes together.
+
+    Parameters
+    ----------
+    module, criterion, **kwargs
+        As for ``skorch.NeuralNet``.
+    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
+        Arithmetic of the module: "64" makes it float64, the mixed ones
+        autocast its forward pass.
+    """
+
+    # The float16 loss scaler, set by ``train`` for one fit only: a fitted
+    # net carries no device state besides its module and optimizer.
+    grad_scaler = None
+
+    def __init__(self, module, *args, precision="32", **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.precision = precision
+
+    @property
+    def _default_callbacks(self):
+        # skorch's defaults less PrintLog: sklstm prints by its own
+        # ``verbose`` (see progress_callbacks); a PrintLog passed in
+        # ``callbacks`` still prints as skorch documents.
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+        ]
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.precision == "64":
+            self.module_.double()
+        return self
+
+    def infer(self, x, **fit_params):
+        # Unlike skorch's infer, the lengths stay on the CPU where the
+        # network reads them without waiting for the device.
+        device = x["padded"].device
+        with autocast_context(self.precision, device):
+            return self.module_(**x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        targets, weights = y_true
+        return self.criterion_(y_pred, targets, weights)
+
+    def train_step_single(self, batch, **fit_params):
+        if self.grad_scaler is None:
+            return super().train_step_single(batch, **fit_params)
+        self.module_.train()
+        inputs, targets = batch
+        y_pred = self.infer(inputs, **fit_params)
+        loss = self.get_loss(y_pred, targets, X=inputs, training=True)
+        self.grad_scaler.scale(loss).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def train_step(self, batch, **fit_params):
+        scaler = self.grad_scaler
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        # float16: the optimizer step goes through the loss scaler, which
+        # skorch's closure-based step cannot do.
+        self.optimizer_.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        # Gradient clipping and other callbacks see the true gradients.
+        scaler.unscale_(self.optimizer_)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        scaler.step(self.optimizer_)  # skipped if a gradient overflowed
+        scaler.update()
+        return step
+
+
+# ---------------------------------------------------------------------------
+# sklstm's own callbacks
+class ValidationScore(Callback):
+    """Records ``valid_score``, the estimator's score on the validation batches.
+
+    ``score_fn`` takes a list of ``(outputs, targets, weights)`` per batch
+    and returns a float (accuracy for the classifier, R^2 for the regressor).
+    """
+
+    def __init__(self, score_fn):
+        self.score_fn = score_fn
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.collected_ = []
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if not training:
+            targets, weights = batch[1]
+            self.collected_.append((y_pred.detach().float(), targets, weights))
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.collected_:
+            net.history.record("valid_score", self.score_fn(self.collected_))
+        self.collected_ = []
+
+
+class DivergenceCheck(Callback):
+    """Stops training, with :class:`TrainingDiverged`, once the loss is not finite."""
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("train_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDiverged(f"train_loss={loss}")
+
+
+class ValidationEarlyStopping(EarlyStopping):
+    """skorch's ``EarlyStopping``, sitting out epochs with no validation.
+
+    ``partial_fit`` holds no data out, so a net built by ``fit`` with early
+    stopping keeps training there without it.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.monitor in net.history[-1]:
+            super().on_epoch_end(net, **kwargs)
+
+
+def latest_loss(net):
+    """The loss a plateau schedule watches: validation loss when there is one."""
+    row = net.history[-1]
+    return row["valid_loss"] if "valid_loss" in row else row["train_loss"]
+
+
+def _epoch_summary(row):
+    parts = [f"train_loss={row['train_loss']:.4f}"]
+    if "valid_loss" in row:
+        parts.append(f"valid_loss={row['valid_loss']:.4f}")
+    if "valid_score" in row:
+        parts.append(f"valid_score={row['valid_score']:.4f}")
+    return parts
+
+
+class EpochLines(Callback):
+    """``verbose=2``: one line per epoch."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.printed_ = len(net.history)
+
+    def on_epoch_end(self, net, **kwargs):
+        self._print_new_epochs(net)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        # Early stopping ends training from its own on_epoch_end, which can
+        # run before ours: print the epoch it stopped at here.
+        self._print_new_epochs(net)
+
+    def _print_new_epochs(self, net):
+        for row in net.history[getattr(self, "printed_", len(net.history) - 1) :]:
+            if "train_loss" not in row:
+                continue  # an epoch cut short by an interrupt
+            parts = [f"epoch {row['epoch']:>4d}"] + _epoch_summary(row)
+            parts.append(f"{row['dur']:.2f}s")
+            print("  ".join(parts), file=sys.stdout, flush=True)
+        self.printed_ = len(net.history)
+
+
+class EpochProgressBar(Callback):
+    """``verbose=1``: a tqdm bar over epochs showing loss and score.
+
+    The bar spans the epochs this call may run (``net.max_epochs``: the
+    estimator's for ``fit``, one for ``partial_fit``); when early stopping
+    ends training sooner, it closes where training stopped and says so.
+    """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        from tqdm.auto import tqdm
+
+        # A fit that raised (e.g. diverged) never reached on_train_end.
+        self._close()
+        self.first_epoch_ = len(net.history)
+        self.bar_ = tqdm(
+            total=net.max_epochs, unit="epoch", leave=True, file=sys.stderr
+        )
+
+    def on_epoch_end(self, net, **kwargs):
+        self._advance(net)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        bar = getattr(self, "bar_", None)
+        if bar is None:
+            return
+        # Early stopping ends training from its own on_epoch_end, which can
+        # run before ours: count the epoch it stopped at here.
+        self._advance(net)
+        if bar.n < bar.total:
+            bar.set_description_str("stopped early", refresh=False)
+        self._close()
+
+    def _advance(self, net):
+        done = len(net.history) - self.first_epoch_
+        if done > self.bar_.n and "train_loss" in net.history[-1]:
+            row = net.history[-1]
+            self.bar_.set_postfix_str(", ".join(_epoch_summary(row)), refresh=False)
+            self.bar_.update(done - self.bar_.n)
+
+    def _close(self):
+        bar = getattr(self, "bar_", None)
+        if bar is not None:
+            bar.close()
+            del self.bar_
+
+
+def progress_callbacks(verbose):
+    """The callbacks that report progress at this ``verbose`` level."""
+    if not verbose:
+        return []
+    if verbose == 1:
+        return [("progress", EpochProgressBar())]
+    return [("progress", EpochLines())]
+
+
+# ---------------------------------------------------------------------------
+def build_net(
+    *,
+    module,
+    module_kwargs,
+    criterion,
+    optimizer,
+    lr,
+    weight_decay,
+    max_epochs,
+    batch_size,
+    gradient_clip,
+    lr_schedule,
+    n_iter_no_change,
+    tol,
+    use_validation,
+    score_fn,
+    verbose,
+    callbacks,
+    device,
+    precision,
+):
+    """The skorch net for an estimator's settings (not yet initialised)."""
+    steps = [
+        ("valid_score", ValidationScore(score_fn)),
+        ("diverged", DivergenceCheck()),
+    ]
+    if gradient_clip is not None:
+        steps.append(("gradient_clip", GradientNormClipping(gradient_clip)))
+    if lr_schedule == "cosine":
+        steps.append(
+            ("lr_schedule", LRScheduler("CosineAnnealingLR", T_max=max_epochs))
+        )
+    elif lr_schedule == "plateau":
+        steps.append(
+            (
+                "lr_schedule",
+                LRScheduler(
+                    "ReduceLROnPlateau",
+                    monitor=latest_loss,
+                    factor=0.5,
+                    patience=max(1, n_iter_no_change // 2),
+                ),
+            )
+        )
+    if use_validation:
+        steps.append(
+            (
+                "early_stopping",
+                ValidationEarlyStopping(
+                    monitor="valid_score",
+                    lower_is_better=False,
+                    patience=n_iter_no_change,
+                    threshold=tol,
+                    threshold_mode="abs",
+                    load_best=True,
+                    # A module-level function, not a lambda: the fitted
+                    # estimator must stay picklable.
+                    sink=noop,
+                ),
+            )
+        )
+    steps.extend(progress_callbacks(verbose))
+    steps.extend(callbacks or [])
+    return SequenceNet(
+        module,
+        criterion=criterion,
+        optimizer=OPTIMIZERS[optimizer],
+        optimizer__weight_decay=weight_decay,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        iterator_train=Batches,
+        iterator_train__shuffle=True,
+        iterator_train__device=device,
+        iterator_valid=Batches,
+        iterator_valid__device=device,
+        train_split=None,
+        callbacks=steps,
+        # skorch's own messages (e.g. a PrintLog passed in callbacks) print;
+        # sklstm's progress follows the estimator's verbose instead.
+        verbose=1,
+        device=str(device),
+        precision=precision,
+        **{f"module__{key}": value for key, value in module_kwargs.items()},
+    )
+
+
+class _RowSplit:
+    """``train_split`` for skorch: fixed training and validation rows."""
+
+    def __init__(self, train_rows, valid_rows, weighted):
+        self.train_rows = train_rows
+        self.valid_rows = valid_rows
+        self.weighted = weighted
+
+    def __call__(self, dataset, y=None, **fit_params):
+        return (
+            dataset.subset(self.train_rows, weighted=self.weighted[0]),
+            dataset.subset(self.valid_rows, weighted=self.weighted[1]),
+        )
+
+
+def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
+    """Train ``net`` for ``epochs`` epochs on ``data``; True if interrupted.
+
+    ``valid_rows`` (or None) are held out for validation. ``weighted`` says,
+    for training and validation rows, whether their weights differ from 1.
+    Raises :class:`TrainingDiverged` when the loss or the weights become
+    non-finite and :class:`~sklstm._device.DeviceOutOfMemoryError` when a
+    batch does not fit in memory (with the failed batch's memory released);
+    the caller then keeps no part of this training.
+    """
+    if valid_rows is None:
+        dataset = data.subset(train_rows, weighted=weighted[0])
+        split = None
+    else:
+        dataset = data
+        split = _RowSplit(train_rows, valid_rows, weighted)
+    n_epochs_before = len(net.history)
+    net.set_params(train_split=split, max_epochs=epochs)
+    net.grad_scaler = new_grad_scaler(net.precision, torch.device(net.device))
+    out_of_memory = None
+    try:
+        # skorch's partial_fit: on_train_begin, the epochs, on_train_end;
+        # an interrupt (the user's, or a callback's stop) ends it quietly.
+        net.partial_fit(dataset)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        out_of_memory = DeviceOutOfMemoryError(reason)
+    finally:
+        # The fitted net keeps no reference to this fit's data.
+        net.set_params(train_split=None)
+        net.grad_scaler = None
+    if out_of_memory is not None:
+        # Raised out here, where the failed batch's activations are already
+        # free; gradients go too, so a retry with a smaller batch_size in the
+        # same process finds the memory released.
+        net.optimizer_.zero_grad(set_to_none=True)
+        release_cached_memory()
+        raise out_of_memory
+    # An epoch without a training loss was cut short by an interrupt; an
+    # early stop (skorch's EarlyStopping or another callback) comes after an
+    # epoch is complete.
+    interrupted = len(net.history) > n_epochs_before and (
+        "train_loss" not in net.history[-1]
+        or (valid_rows is not None and "valid_score" not in net.history[-1])
+    )
+    if interrupted:
+        net.history.pop()
+        if len(net.history) == n_epochs_before:
+            raise KeyboardInterrupt
+    # The loss is checked once per epoch; the very last optimizer step (or
+    # an interrupted epoch) can still have left non-finite weights.
+    if not parameters_finite(net.module_):
+        raise TrainingDiverged("non-finite weights")
+    # Prediction then never has to switch modes on a shared module.
+    net.module_.eval()
+    return interrupted
+
+
+def parameters_finite(module):
+    """True when every parameter of ``module`` is finite (one device sync)."""
+    checks = [torch.isfinite(p).all() for p in module.parameters()]
+    return bool(torch.stack(checks).all()) if checks else True
+
+
+def predict_outputs(net, data, batch_size, transform=None):
+    """Network outputs for every sequence of ``data``, as float64 numpy arrays.
+
+    ``transform`` (e.g. a softmax) is applied to each batch's outputs on the
+    device, before they are copied back. Returns an array ``(n, n_outputs)``
+    or, for per-step outputs, a padded ``(n, max_timesteps, n_outputs)``
+    array, rows in the order of ``data``.
+    """
+    device = torch.device(net.device)
+    batches = Batches(data, batch_size, shuffle=False, device=device)
+    result = None
+    with torch.inference_mode():
+        for indices, (inputs, targets) in batches.with_indices():
+            n_rows = len(inputs["padded"])
+            padded, lengths = round_up_rows(inputs["padded"], inputs["lengths"])
+            batch = ({"padded": padded, "lengths": lengths}, targets)
+            outputs = net.evaluation_step(batch, training=False)[:n_rows]
+            if transform is not None:
+                outputs = transform(outputs)
+            outputs = outputs.to("cpu", torch.float64)
+            if result is None:
+                # Ragged batches are grouped by length: put rows back in
+                # input order, padding per-step outputs to full length.
+                shape = (
+                    (len(data),)
+                    + data.padded.shape[1:2] * (outputs.ndim == 3)
+                    + outputs.shape[-1:]
+                )
+                result = torch.zeros(shape, dtype=torch.float64)
+            # ``indices`` is a slice or an index tensor: either indexes.
+            if outputs.ndim == 3:
+                result[indices, : outputs.shape[1]] = outputs
+            else:
+                result[indices] = outputs
+    return result.numpy()
+
+
+class TrainingSnapshot:
+    """Weights, optimizer state and history of a fitted net, to roll back to."""
+
+    def __init__(self, net):
+        self.module_state = {
+            key: value.detach().clone()
+            for key, value in net.module_.state_dict().items()
+        }
+        self.optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
+        self.n_epochs = len(net.history)
+        self.max_epochs = net.max_epochs
+
+    def restore(self, net):
+        net.module_.load_state_dict(self.module_state)
+        net.optimizer_.load_state_dict(self.optimizer_state)
+        del net.history[self.n_epochs :]
+        net.set_params(max_epochs=self.max_epochs, train_split=None)
+        net.module_.eval()
+
+
+def restore_net(net, state_dict, history):
+    """Give an initialised ``net`` saved weights and a saved history."""
+    # The optimizer starts afresh; schedulers resuming at a later epoch
+    # look for the learning rate they started from.
+    for group in net.optimizer_.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    net.module_.load_state_dict(state_dict, strict=True)
+    net.module_.eval()
+    net.history = History(history)
+    return net
+
+
+__all__ = [
+    "OPTIMIZERS",
+    "SequenceNet",
+    "TrainingDiverged",
+    "TrainingSnapshot",
+    "build_net",
+    "check_callbacks",
+    "predict_outputs",
+    "restore_net",
+    "train",
+]
