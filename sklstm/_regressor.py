@@ -9,6 +9,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_y
 
 from ._base import BaseLSTM
+from ._docs import fill_doc
 from ._network import TargetScale, WeightedSquaredError
 from ._targets import (
     check_per_step_targets,
@@ -18,6 +19,7 @@ from ._targets import (
 )
 
 
+@fill_doc
 class LSTMRegressor(RegressorMixin, BaseLSTM):
     """Recurrent-network regressor for sequences.
 
@@ -26,89 +28,39 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
 
     Parameters
     ----------
-    hidden_size : int, default=64
-        Units of each recurrent layer (per direction).
-    num_layers : int, default=1
-        Stacked recurrent layers.
-    bidirectional : bool, default=False
-        Read sequences in both directions.
-    cell : {"lstm", "gru"}, default="lstm"
-        Recurrent cell.
-    dropout : float, default=0.3
-        Dropout between stacked layers and before the output layer.
-    output_mode : {"last", "sequence"}, default="last"
-        "last": one target (or vector) per sequence. "sequence": one per
-        time step.
-    pooling : {"last", "mean", "max", "attention"}, default="last"
-        How the recurrent states over time become one vector in "last" mode.
-    conv_filters : tuple of int or None, default=(64, 128, 64)
-        Channels of each layer of a convolutional block (convolution, batch
-        norm over valid steps only, ReLU); None for no convolutions. The
-        default is the FCN of LSTM-FCN (Karim et al. 2018) at half its
-        width, which the benchmarks show lifts accuracy well above a plain
-        LSTM at half the cost of the full width.
-    conv_kernel_size : int, tuple of int or "auto", default="auto"
-        Odd width of the convolutions: one for all, or one per layer.
-        "auto": wide to narrow as in FCN, (7, 5, ..., 5, 3); (5,) for a
-        single layer.
-    conv_placement : {"parallel", "before"}, default="parallel"
-        "parallel": the convolutions read the input beside the recurrent
-        layers and their output, averaged over valid steps (per step in
-        "sequence" mode), joins the recurrent features before the output
-        layer, as in LSTM-FCN. "before": they feed the recurrent layers.
-    forget_bias : float, default=1.0
-        Initial bias of the LSTM forget gate (GRU: update gate).
-    standardize : bool, default=True
-        Standardise each input feature over the valid training steps.
-    sequence_norm : {"append", "replace"} or None, default="append"
-        Also feed ("append") or feed instead ("replace") each sequence
-        z-normalised per feature over its own valid steps: its shape
-        regardless of its level and scale.
-    max_epochs : int or "auto", default="auto"
-        Passes over the training data. "auto": enough for 500 optimiser
-        steps, clipped to [100, 300] epochs; with the "auto" batch size,
-        100 epochs from 65 training sequences up, 167 for 33 to 48.
-    batch_size : int or "auto", default="auto"
-        Sequences per mini-batch. "auto": ``n_train // 16`` clipped to
-        [16, 64], for ``n_train`` training sequences: small batches, hence
-        enough steps in ``max_epochs``, on small data sets, and faster
-        epochs on large ones.
-    lr : float, default=1e-3
-        Learning rate.
-    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-        torch optimizer.
-    weight_decay : float, default=0.0
-        L2 penalty passed to the optimizer.
-    gradient_clip : float or None, default=None
-        Clip the gradient norm to this value before each step.
-    lr_schedule : {"cosine", "plateau"} or None, default="cosine"
-        Learning-rate schedule.
-    early_stopping : bool or "auto", default="auto"
-        Hold out ``validation_fraction`` of the data, stop when its R^2 has
-        not improved by ``tol`` for ``n_iter_no_change`` epochs and restore
-        the best weights. "auto": on when ``fit`` gets 50 sequences or more.
-        Small regression data sets are overfitted within a few epochs; the
-        held-out R^2 is what keeps the default from doing so.
-    validation_fraction : float, default=0.2
-        Share of the training data held out when ``early_stopping``.
-    n_iter_no_change : int, default=10
-        Patience of early stopping, in epochs.
-    tol : float, default=1e-4
-        Smallest improvement of the validation score that counts.
-    warm_start : bool, default=False
-        Continue training the fitted network on the next ``fit``.
-    device : str, default="auto"
-        torch device; "auto" uses CUDA when it is available.
-    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
-        Arithmetic of training and prediction: float32, float64, bfloat16
-        autocast, or float16 autocast with loss scaling (CUDA only).
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, dropout and the validation
-        split.
-    verbose : int, default=0
-        0: silent; 1: a progress bar over epochs; 2: one line per epoch.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra skorch callbacks, as instances or ``(name, callback)`` tuples.
+    {hidden_size}
+    {num_layers}
+    {bidirectional}
+    {cell}
+    {dropout}
+    {output_mode}
+    {pooling}
+    {conv_filters}
+    {conv_kernel_size}
+    {conv_placement}
+    {forget_bias}
+    {standardize}
+    {sequence_norm}
+    {max_epochs}
+    {batch_size}
+    {lr}
+    {optimizer}
+    {weight_decay}
+    {gradient_clip}
+    {lr_schedule}
+    {early_stopping}
+        The score is R^2, averaged over outputs. Small regression data sets
+        are overfitted within a few epochs; the held-out R^2 is what stops
+        training before that.
+    {validation_fraction}
+    {n_iter_no_change}
+    {tol}
+    {warm_start}
+    {device}
+    {precision}
+    {random_state}
+    {verbose}
+    {callbacks}
 
     Attributes
     ----------

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._docs import fill_doc
 from ._regressor import LSTMRegressor
 from ._windowing import (
     check_positive_int,
@@ -49,6 +50,7 @@ def _regressor_parameter_names():
     return [name for name in names if name not in {"self"} | _NOT_FORWARDED]
 
 
+@fill_doc
 class LSTMForecaster(BaseEstimator):
     """Forecast the next steps of a time series with an LSTM.
 
@@ -86,6 +88,9 @@ class LSTMForecaster(BaseEstimator):
     ``t`` of ``X`` is assumed known before ``y[t]``, so forecasting needs its
     future rows.
 
+    The parameters from ``hidden_size`` on are passed to the regressor, to
+    which each window is one training sequence.
+
     Parameters
     ----------
     strategy : {"direct", "recursive"}, default="direct"
@@ -105,73 +110,45 @@ class LSTMForecaster(BaseEstimator):
     target_reference : {"auto", "last", "seasonal"}, default="auto"
         What the network's targets are measured from; "seasonal" needs a
         seasonal period no longer than the window.
-    hidden_size : int, default=32
-        Units of each recurrent layer (per direction).
-    num_layers : int, default=1
-        Stacked recurrent layers.
-    bidirectional : bool, default=False
-        Read windows in both directions.
-    cell : {"lstm", "gru"}, default="lstm"
-        Recurrent cell.
-    dropout : float, default=0.2
-        Dropout between stacked layers and before the output layer; a
-        series gives few windows, so some regularisation pays.
-    pooling : {"last", "mean", "max", "attention"}, default="last"
-        How the recurrent states over a window become one vector.
-    conv_filters : tuple of int or None, default=None
-        Channels of each layer of a convolutional front-end.
-    conv_kernel_size : int, tuple of int or "auto", default=5
-        Odd width of the convolutions.
-    conv_placement : {"parallel", "before"}, default="parallel"
-        Whether the convolutions run beside the recurrent layers or feed
-        them.
-    forget_bias : float, default=1.0
-        Initial bias of the LSTM forget gate (GRU: update gate).
-    standardize : bool, default=True
-        Standardise each window feature over the training windows.
-    sequence_norm : {"append", "replace"} or None, default=None
-        Also feed each window z-normalised over its own steps. Off: windows
-        are already measured relative to their last value.
-    max_epochs : int, default=100
-        Passes over the training windows. A series gives few windows (96 for
-        ten years of monthly data), and longer training overfits them.
-    batch_size : int, default=16
-        Windows per mini-batch.
-    lr : float, default=1e-3
-        Learning rate.
-    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-        torch optimizer.
-    weight_decay : float, default=0.0
-        L2 penalty passed to the optimizer.
-    gradient_clip : float or None, default=None
-        Clip the gradient norm to this value before each step.
-    lr_schedule : {"cosine", "plateau"} or None, default=None
-        Learning-rate schedule.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the windows (at random, so
-        validation windows overlap training ones in time) and stop when
-        their R^2 stalls.
-    validation_fraction : float, default=0.1
-        Share of the windows held out when ``early_stopping``.
-    n_iter_no_change : int, default=10
-        Patience of early stopping, in epochs.
-    tol : float, default=1e-4
-        Smallest improvement of the validation score that counts.
-    warm_start : bool, default=False
-        On the next ``fit``, keep the fitted preprocessing (transform,
-        period, window, horizon) and continue training the same network on
-        the new series, whose last values become the forecast origin.
-    device : str, default="auto"
-        torch device; "auto" uses CUDA when it is available.
-    precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
-        Arithmetic of training and prediction: float32, float64, bfloat16
-        autocast, or float16 autocast with loss scaling (CUDA only).
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and dropout.
-    verbose : int, default=0
-        0: silent; 1: a progress bar over epochs; 2: one line per epoch.
-    callbacks : list of skorch callbacks or None, default=None
-        Extra skorch callbacks, as instances or ``(name, callback)`` tuples.
+    {hidden_size}
+    {num_layers}
+    {bidirectional}
+    {cell}
+    {dropout}
+        A series gives few windows, so some regularisation pays.
+    {pooling}
+    {conv_filters}
+    {conv_kernel_size}
+    {conv_placement}
+    {forget_bias}
+    {standardize}
+    {sequence_norm}
+        The windows are already measured relative to their last value, so
+        they need it less.
+    {max_epochs}
+        A series gives few windows (about a hundred from ten years of
+        monthly data), and long training overfits them.
+    {batch_size}
+    {lr}
+    {optimizer}
+    {weight_decay}
+    {gradient_clip}
+    {lr_schedule}
+    {early_stopping}
+        The score is the R^2 of the network's targets. Windows are held out
+        at random, so validation windows overlap training ones in time.
+    {validation_fraction}
+    {n_iter_no_change}
+    {tol}
+    {warm_start}
+        The fitted preprocessing (transform, period, window, horizon) is
+        kept too, and the new series' last values become the forecast
+        origin.
+    {device}
+    {precision}
+    {random_state}
+    {verbose}
+    {callbacks}
 
     Attributes
     ----------

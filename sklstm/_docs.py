@@ -1,0 +1,252 @@
+"""Parameter documentation shared by the estimators, written once.
+
+:class:`~sklstm.LSTMClassifier`, :class:`~sklstm.LSTMRegressor` and
+:class:`~sklstm.LSTMForecaster` take mostly the same parameters. Each one's
+numpydoc entry lives here, once, so that the three docstrings cannot drift
+apart; :func:`fill_doc` writes the entries into a class docstring. The
+``default=`` of each entry is not written here but read from the class's own
+``__init__``, as the estimators' defaults differ and must never be misstated.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+# One numpydoc entry per parameter: the name line without its default (added
+# by fill_doc), then the description, indented by four spaces. The texts
+# hold for every estimator whatever its defaults, so none names a default;
+# an estimator adds a sentence of its own under the placeholder (see
+# fill_doc). To each estimator's network a "sequence" is one sample: the
+# forecaster's windows are the sequences of its LSTMRegressor.
+_ENTRIES = """
+hidden_size : int
+    Units of each recurrent layer (per direction).
+num_layers : int
+    Stacked recurrent layers.
+bidirectional : bool
+    Read sequences in both directions; the backward pass starts at each
+    sequence's own last valid step.
+cell : {"lstm", "gru"}
+    Recurrent cell.
+dropout : float
+    Dropout rate between stacked recurrent layers and on the features
+    entering the output layer; with a single recurrent layer it acts only
+    before the output layer.
+output_mode : {"last", "sequence"}
+    "last": one prediction per sequence. "sequence": one per time step of
+    each sequence; ``pooling`` is then unused.
+pooling : {"last", "mean", "max", "attention"}
+    How the recurrent states over time become the one vector a sequence's
+    prediction is made from: the state at the last valid step (for a
+    bidirectional network, joined with the backward state at the first
+    step), their mean or maximum over valid steps, or a learned
+    attention-weighted sum.
+conv_filters : tuple of int or None
+    Channels of each layer of a convolutional branch beside the recurrent
+    layers, which makes the network an LSTM-FCN hybrid (Karim et al. 2018):
+    the convolutions capture local shape, the LSTM long-range memory. Each
+    layer is a convolution, a batch norm over valid steps only and a ReLU;
+    ``(64, 128, 64)`` is the paper's FCN at half its width. None: no
+    convolutions, a plain recurrent network. ``conv_placement="before"``
+    puts the convolutions in front of the recurrent layers instead.
+conv_kernel_size : int, tuple of int or "auto"
+    Odd width of the convolutions, so that each output stays aligned with
+    its time step: one for all layers, or one per layer. "auto": wide to
+    narrow as in FCN, 5 for a single layer, (7, 3) for two, (7, 5, 3) for
+    three, (7, 5, ..., 5, 3) for more.
+conv_placement : {"parallel", "before"}
+    "parallel": the convolutions read the input beside the recurrent
+    layers, and their output, averaged over valid steps (or, for per-step
+    predictions, taken step by step), joins the recurrent features before
+    the output layer, as in LSTM-FCN. "before": the convolutions feed the
+    recurrent layers.
+forget_bias : float
+    Initial bias of the LSTM forget gate (GRU: update gate). A positive
+    bias makes the cells keep their memory early in training, which helps
+    gradients flow through long sequences.
+standardize : bool
+    Standardise each input feature with its mean and standard deviation
+    over the valid time steps of the training data; a constant feature is
+    only centred.
+sequence_norm : {"append", "replace"} or None
+    Also feed ("append") or feed instead ("replace") each sequence
+    z-normalised per feature over its own valid steps: its shape regardless
+    of its level and scale. "append" doubles the input features the network
+    sees. None: the input only, standardised with ``standardize``.
+max_epochs : int or "auto"
+    Passes over the training data; early stopping may end training
+    sooner. "auto": enough epochs for 500 optimiser steps, that is
+    ``ceil(500 / n_batches)`` for ``n_batches`` mini-batches per epoch,
+    clipped to [100, 300]. With the "auto" batch size this gives 300 epochs
+    for up to 16 training sequences, 250 for 17 to 32, 167 for 33 to 48,
+    125 for 49 to 64 and 100 from 65 up; the training sequences are those
+    left after early stopping's hold-out.
+batch_size : int or "auto"
+    Most sequences per mini-batch; an epoch's batches are split as evenly
+    as this allows. "auto": ``n_train // 16`` clipped to [16, 64], for
+    ``n_train`` training sequences: small batches, hence enough steps per
+    epoch, on small data sets, and faster epochs on large ones.
+lr : float
+    Learning rate.
+optimizer : {"adam", "adamw", "sgd", "rmsprop"}
+    torch optimizer, with torch's defaults for its other settings.
+weight_decay : float
+    Weight decay passed to the optimizer: an L2 penalty, decoupled from the
+    gradient with "adamw".
+gradient_clip : float or None
+    Clip the gradient norm to this value before each step; None: no
+    clipping.
+lr_schedule : {"cosine", "plateau"} or None
+    "cosine": anneal the learning rate from ``lr`` towards zero along a
+    cosine over ``max_epochs`` epochs. "plateau": halve it whenever the
+    monitored loss has not improved for more than
+    ``max(1, n_iter_no_change // 2)`` epochs; the monitored loss is the
+    validation loss when early stopping holds data out, the training loss
+    otherwise. None: a constant learning rate.
+early_stopping : bool or "auto"
+    Hold out ``validation_fraction`` of the sequences ``fit`` gets, stop
+    training when the validation score has not improved by more than
+    ``tol`` for ``n_iter_no_change`` epochs, and restore the weights of the
+    best epoch. "auto": on when ``fit`` gets 50 sequences or more, enough
+    for the held-out score to mean something.
+validation_fraction : float
+    Share of the sequences held out for validation when early stopping is
+    on.
+n_iter_no_change : int
+    Patience of early stopping, in epochs; half of it (at least 1) is the
+    patience of ``lr_schedule="plateau"``.
+tol : float
+    Smallest improvement of the validation score that counts for early
+    stopping.
+warm_start : bool
+    On the next ``fit``, continue training the fitted network instead of
+    starting afresh.
+device : str
+    torch device to train and predict on, such as "cpu", "cuda" or
+    "cuda:1"; "auto" uses CUDA when it is available, else the CPU.
+precision : {"32", "64", "bf16-mixed", "16-mixed"}
+    Arithmetic of training and prediction. "32" (float32) and "64"
+    (float64) work on every device. "bf16-mixed": bfloat16 autocast with
+    float32 weights, for CUDA GPUs with bfloat16 support and for CPUs whose
+    oneDNN kernels support bfloat16 (not all x86 CPUs do). "16-mixed":
+    float16 autocast with loss scaling, for GPUs without fast bfloat16;
+    CUDA only, so a CPU fit is refused, and a model fitted so predicts in
+    float32 on a CPU.
+random_state : int, RandomState instance or None
+    Seeds weight initialisation, shuffling, dropout and the validation
+    split; an int makes fits reproducible.
+verbose : int
+    0: silent; 1: a progress bar over epochs; 2: one line per epoch.
+callbacks : list of skorch callbacks or None
+    Extra skorch callbacks, as instances or ``(name, callback)`` tuples:
+    objects that skorch calls at fixed points of training (start and end
+    of training, of each epoch and of each batch), such as
+    ``skorch.callbacks.LRScheduler`` for another learning-rate schedule or
+    a ``skorch.callbacks.Callback`` subclass that records a value in
+    ``history_`` each epoch; see
+    https://skorch.readthedocs.io/en/stable/user/callbacks.html. The
+    network trains on sklstm's own batches, so callbacks that run skorch's
+    data loading (``EpochScoring``) or need its ``*_best`` history keys
+    (``Checkpoint``) do not work.
+"""
+
+
+def _split_entries(text):
+    """``{name: entry}`` from numpydoc entries, one unindented line each."""
+    entries = {}
+    for block in re.split(r"\n(?=\S)", text.strip("\n")):
+        name = block.split(" : ", 1)[0]
+        if name in entries:
+            raise ValueError(f"Parameter {name!r} is documented twice.")
+        entries[name] = block
+    return entries
+
+
+# Parameter name -> its entry: the name line, without default, then the
+# description indented by four spaces.
+PARAMETERS = _split_entries(_ENTRIES)
+
+# A docstring line holding nothing but {name}.
+_PLACEHOLDER = re.compile(r"^(?P<indent>[ ]*)\{(?P<name>[A-Za-z_]\w*)\}[ ]*$", re.M)
+
+
+def format_default(value):
+    """A default as numpydoc writes it: ``"auto"``, ``1e-3``, ``None``."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        # 1e-3 reads better than 0.001; keep whichever form is shorter.
+        mantissa, exponent = f"{value:e}".split("e")
+        short = f"{float(mantissa):g}e{int(exponent)}"
+        if float(short) == value and len(short) < len(repr(value)):
+            return short
+    return repr(value)
+
+
+def fill_doc(cls):
+    """Class decorator: write the shared parameter entries into the docstring.
+
+    Every docstring line that holds only ``{name}`` becomes the entry of
+    parameter ``name`` from :data:`PARAMETERS`, at that line's indentation,
+    with ``default=`` read from ``cls.__init__``, so it is always the
+    class's real default. Lines indented under the placeholder stay and so
+    continue the entry's description: the place for what holds for this
+    estimator only. Parameters no other estimator takes are written out in
+    the class docstring as usual.
+
+    Parameters
+    ----------
+    cls : type
+        The class whose ``__doc__`` to fill.
+
+    Returns
+    -------
+    cls : type
+        The same class, its docstring filled.
+
+    Examples
+    --------
+    >>> @fill_doc
+    ... class Model:
+    ...     '''A model.
+    ...
+    ...     Parameters
+    ...     ----------
+    ...     {lr}
+    ...         Small enough for long training.
+    ...     '''
+    ...     def __init__(self, lr=1e-4):
+    ...         self.lr = lr
+    >>> print(Model.__doc__.rstrip())
+    A model.
+    <BLANKLINE>
+        Parameters
+        ----------
+        lr : float, default=1e-4
+            Learning rate.
+            Small enough for long training.
+    """
+    if cls.__doc__ is None:  # docstrings stripped (python -OO)
+        return cls
+    signature = inspect.signature(cls.__init__).parameters
+
+    def entry(match):
+        name, indent = match["name"], match["indent"]
+        if name not in PARAMETERS:
+            raise KeyError(
+                f"{cls.__name__}'s docstring names {{{name}}}, which "
+                "sklstm._docs.PARAMETERS does not document."
+            )
+        if name not in signature or signature[name].default is inspect.Parameter.empty:
+            raise TypeError(
+                f"{cls.__name__}'s docstring names {{{name}}}, but {name} is not "
+                "a parameter with a default of its __init__."
+            )
+        head, *description = PARAMETERS[name].splitlines()
+        default = format_default(signature[name].default)
+        lines = [f"{head}, default={default}", *description]
+        return "\n".join(indent + line for line in lines)
+
+    cls.__doc__ = _PLACEHOLDER.sub(entry, cls.__doc__)
+    return cls
