@@ -3,7 +3,10 @@
 One :class:`TensorData` holds the padded sequences, their lengths, targets
 and weights; :class:`Batches` cuts it into mini-batches. Batches have the
 ``(X, y)`` form skorch expects: ``X`` is a dict of the network's inputs
-(``padded``, ``lengths``), ``y`` the pair ``(targets, weights)``.
+(``padded``, ``lengths``) and, when sequences are weighted, their
+``weights``; ``y`` holds the targets. Weights travel in ``X``, as skorch
+recommends for sample weights, so that ``y`` stays what skorch's scoring
+callbacks expect.
 """
 
 from __future__ import annotations
@@ -50,13 +53,10 @@ class TensorData(Dataset):
     def __getitem__(self, index):
         row = index if self.rows is None else int(self.rows[index])
         length = int(self.lengths[row])
-        return (
-            {"padded": self.padded[row, :length], "lengths": self.lengths[row]},
-            (
-                None if self.targets is None else self.targets[row],
-                None if self.weights is None else self.weights[row],
-            ),
-        )
+        inputs = {"padded": self.padded[row, :length], "lengths": self.lengths[row]}
+        if self.weights is not None:
+            inputs["weights"] = self.weights[row]
+        return inputs, None if self.targets is None else self.targets[row]
 
     def subset(self, rows, *, weighted=True):
         """The same data restricted to ``rows`` (an index array), no copy.
@@ -192,9 +192,12 @@ class Batches:
                 "padded": _take(data.padded, index, n_steps, True, device, pinned),
                 "lengths": lengths,
             }
+            if data.weights is not None:
+                inputs["weights"] = _take(
+                    data.weights, index, n_steps, per_step, device, pinned
+                )
             targets = _take(data.targets, index, n_steps, per_step, device, pinned)
-            weights = _take(data.weights, index, n_steps, per_step, device, pinned)
-            yield indices, (inputs, (targets, weights))
+            yield indices, (inputs, targets)
 
 
 def _holds(device, tensor):

@@ -55,8 +55,10 @@ def _fresh_rnn_kernels():
     decompositions by editing the ops' kernel tables, which does not reset
     the ops' dispatch caches: from the second export in a process on, the
     cached unrolled decomposition wins and the time axis silently becomes
-    fixed. Clearing the caches before and after makes every export see
-    the exporter's kernels, and later tracing see torch's own again.
+    fixed. torch has no public way to reset an op's dispatch cache, so this
+    clears the private ``_dispatch_cache`` where it exists; without it (a
+    torch that renamed it) the export still runs, and a fixed time axis is
+    refused below rather than returned.
     """
 
     def clear():

@@ -72,8 +72,8 @@ class SequenceNet(NeuralNet):
     """skorch net over :class:`~sklstm._data.TensorData` batches.
 
     A batch is ``(X, y)`` with ``X = {"padded": ..., "lengths": ...}``, the
-    network's keyword inputs, and ``y = (targets, weights)``, which the
-    criterion takes together.
+    network's inputs, plus ``"weights"`` for weighted sequences (or steps),
+    and ``y`` the targets.
 
     Parameters
     ----------
@@ -112,13 +112,13 @@ class SequenceNet(NeuralNet):
     def infer(self, x, **fit_params):
         # Unlike skorch's infer, the lengths stay on the CPU where the
         # network reads them without waiting for the device.
-        device = x["padded"].device
-        with autocast_context(self.precision, device):
-            return self.module_(**x, **fit_params)
+        padded = x["padded"]
+        with autocast_context(self.precision, padded.device):
+            return self.module_(padded=padded, lengths=x["lengths"], **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        targets, weights = y_true
-        return self.criterion_(y_pred, targets, weights)
+        weights = None if X is None else X.get("weights")
+        return self.criterion_(y_pred, y_true, weights)
 
     def train_step_single(self, batch, **fit_params):
         if self.grad_scaler is None:
@@ -157,7 +157,8 @@ class ValidationScore(Callback):
     """Records ``valid_score``, the estimator's score on the validation batches.
 
     ``score_fn`` takes a list of ``(outputs, targets, weights)`` per batch
-    and returns a float (accuracy for the classifier, R^2 for the regressor).
+    (weights None when all are 1) and returns a float (accuracy for the
+    classifier, R^2 for the regressor).
     """
 
     def __init__(self, score_fn):
@@ -168,7 +169,8 @@ class ValidationScore(Callback):
 
     def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
         if not training:
-            targets, weights = batch[1]
+            inputs, targets = batch
+            weights = inputs.get("weights")
             self.collected_.append((y_pred.detach().float(), targets, weights))
 
     def on_epoch_end(self, net, **kwargs):
@@ -473,10 +475,10 @@ def predict_outputs(net, data, batch_size, transform=None):
     batches = Batches(data, batch_size, shuffle=False, device=device)
     result = None
     with torch.inference_mode():
-        for indices, (inputs, targets) in batches.with_indices():
+        for indices, (inputs, _) in batches.with_indices():
             n_rows = len(inputs["padded"])
             padded, lengths = round_up_rows(inputs["padded"], inputs["lengths"])
-            batch = ({"padded": padded, "lengths": lengths}, targets)
+            batch = ({"padded": padded, "lengths": lengths}, None)
             outputs = net.evaluation_step(batch, training=False)[:n_rows]
             if transform is not None:
                 outputs = transform(outputs)

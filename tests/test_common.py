@@ -1,8 +1,22 @@
-"""scikit-learn's estimator checks, on both estimators with default parameters."""
+"""scikit-learn's estimator checks, on both estimators' default architecture.
+
+The checks fit dozens of times on small generated data. With the default
+``max_epochs="auto"`` each of those fits trains the default network for
+100-300 epochs, which would keep the suite busy for the better part of an
+hour on two cores; ten epochs exercise every code path the checks look at
+(input validation, fitted attributes, cloning, pickling, predictions of
+the right shape and type) and still learn enough for the checks that score
+the fit (``check_classifiers_train``, ``check_regressors_train`` and their
+kin), so every other parameter stays at its default. No check needs the
+full default training to pass. Accuracy on real data is measured in
+``benchmarks/accuracy.py``.
+"""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklstm import LSTMClassifier, LSTMRegressor
+
+CHECK_EPOCHS = 10
 
 # Repeating a sample and doubling its weight are equivalent in exact
 # arithmetic, and these checks demand agreement to 1e-7. Mini-batch training
@@ -19,7 +33,10 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [LSTMClassifier(), LSTMRegressor()],
+    [
+        LSTMClassifier(max_epochs=CHECK_EPOCHS),
+        LSTMRegressor(max_epochs=CHECK_EPOCHS),
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible_estimator(estimator, check):

@@ -261,6 +261,22 @@ def test_out_of_memory_in_training_suggests_smaller_batches(monkeypatch):
         classifier.fit(X, Y)
 
 
+def test_out_of_memory_with_default_parameters(monkeypatch):
+    # batch_size="auto" (the default) is resolved before the advice is
+    # written, and the memory of the failed batch is still released.
+    released = []
+    monkeypatch.setattr(RecurrentNetwork, "forward", _raise_oom)
+    monkeypatch.setattr(
+        "sklstm._trainer.release_cached_memory", lambda: released.append(1)
+    )
+    classifier = LSTMClassifier(random_state=0)
+    assert classifier.batch_size == "auto"
+    with pytest.raises(MemoryError, match=r"batch_size=16\). Lower batch_size"):
+        classifier.fit(X, Y)
+    assert released == [1]
+    assert fitted_attributes(classifier) == []
+
+
 def test_cpu_allocation_failure_is_reported_as_out_of_memory(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError(

@@ -28,7 +28,7 @@ def test_each_sequence_appears_once_per_epoch():
     batches = Batches(
         data, 32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
-    seen = torch.cat([targets for _, (targets, _) in batches])
+    seen = torch.cat([targets for _, targets in batches])
     assert sorted(seen.tolist()) == list(range(300))
     assert len(batches) == 10
 
@@ -59,7 +59,7 @@ def test_shuffled_epochs_differ_and_are_reproducible():
     def epoch_orders(seed):
         generator = torch.Generator().manual_seed(seed)
         batches = Batches(data, 16, shuffle=True, generator=generator)
-        return [torch.cat([t for _, (t, _) in batches]).tolist() for _ in range(2)]
+        return [torch.cat([t for _, t in batches]).tolist() for _ in range(2)]
 
     first, second = epoch_orders(0)
     assert first != second
