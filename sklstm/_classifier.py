@@ -92,7 +92,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     best_validation_score_ : float or None
         Best validation accuracy (with ``early_stopping``).
     history_ : skorch.History
-        Everything skorch recorded per epoch.
+        Everything skorch recorded, per epoch and (under ``"batches"``) per batch.
     net_ : skorch.NeuralNet
         The trained skorch net; ``net_.module_`` is the torch module.
 

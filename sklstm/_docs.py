@@ -141,14 +141,17 @@ verbose : int
 callbacks : list of skorch callbacks or None
     Extra skorch callbacks, as instances or ``(name, callback)`` tuples:
     objects that skorch calls at fixed points of training (start and end
-    of training, of each epoch and of each batch), such as
-    ``skorch.callbacks.LRScheduler`` for another learning-rate schedule or
-    a ``skorch.callbacks.Callback`` subclass that records a value in
-    ``history_`` each epoch; see
+    of training, of each epoch and of each batch). Stock ones work as
+    skorch documents them, e.g. ``EpochScoring`` with a scorer
+    ``f(net, X, y)`` to record a metric each epoch (``y`` holds class
+    indices into ``classes_``, or standardised regression targets),
+    ``Checkpoint`` with ``LoadInitState`` to save weights and resume an
+    interrupted fit, ``LRScheduler`` for another learning-rate schedule
+    (set ``lr_schedule=None``), ``PrintLog`` or ``ProgressBar``; see
     https://skorch.readthedocs.io/en/stable/user/callbacks.html. The
-    network trains on sklstm's own batches, so callbacks that run skorch's
-    data loading (``EpochScoring``) or need its ``*_best`` history keys
-    (``Checkpoint``) do not work.
+    estimators' own ``verbose``, ``early_stopping``, ``gradient_clip`` and
+    ``lr_schedule`` are callbacks too, named ``progress``,
+    ``early_stopping``, ``gradient_clip`` and ``lr_schedule`` in ``net_``.
 """
 
 

@@ -107,9 +107,9 @@ def test_lr_scheduler_around_a_torch_scheduler():
 def test_print_log_prints_the_history_table():
     X, y = make_classification_sequences()
     lines = []
-    LSTMRegressor(
-        **SMALL, max_epochs=3, callbacks=[PrintLog(sink=lines.append)]
-    ).fit(X, X[:, 0, 0])
+    LSTMRegressor(**SMALL, max_epochs=3, callbacks=[PrintLog(sink=lines.append)]).fit(
+        X, X[:, 0, 0]
+    )
     assert "epoch" in lines[0] and "train_loss" in lines[0]
     assert len(lines) == 2 + 3  # header, rule, one row per epoch
 
