@@ -24,6 +24,7 @@ from ._device import (
     resolve_device,
     seeded,
 )
+from ._model_file import write_model_file
 from ._network import RecurrentNetwork
 from ._sequences import (
     check_features,
@@ -700,11 +701,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             If the estimator is not fitted.
         ValueError
             If a parameter has no JSON form (user ``callbacks``, a
-            ``RandomState`` instance); the message says how to fix it.
+            ``RandomState`` instance), or the parameters were set to values
+            that are invalid or do not fit the fitted network; the message
+            says how to fix it.
         """
-        from .persistence import save
-
-        save(self, path)
+        write_model_file(self, path)
 
     def to_onnx(self, path):
         """Export the fitted network to an ONNX file, for use without torch.

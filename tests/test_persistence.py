@@ -1,8 +1,11 @@
 """Saving and loading without pickle: round trips, safety, damaged files."""
 
+import ast
+import copy
 import io
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -15,11 +18,13 @@ from sklearn.exceptions import NotFittedError
 
 import sklstm
 from sklstm import LSTMClassifier, LSTMRegressor
+from sklstm._model_file import FITTED_STATE, FORMAT1_FIELDS
 from sklstm.persistence import FORMAT_VERSION
 
 from .conftest import make_classification_sequences, make_ragged_sequences
 
 TINY = dict(hidden_size=6, max_epochs=2, batch_size=16, random_state=0)
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +47,19 @@ def saved(classifier, tmp_path):
     return path
 
 
+@pytest.fixture(scope="module")
+def regressor():
+    X, _ = make_classification_sequences(n_samples=40, n_timesteps=6, n_features=2)
+    return LSTMRegressor(**TINY).fit(X, X[:, -1, 0] * 3 + 1)
+
+
+@pytest.fixture
+def saved_regressor(regressor, tmp_path):
+    path = tmp_path / "regressor.sklstm"
+    regressor.save(path)
+    return path
+
+
 def _round_trip(estimator, tmp_path, name="model.sklstm"):
     path = tmp_path / name
     estimator.save(path)
@@ -59,12 +77,23 @@ def _write_archive(path, entries):
             archive.writestr(name, content)
 
 
+def _read_metadata(path):
+    return json.loads(_archive_entries(path)["metadata.json"])
+
+
 def _edit_metadata(path, edit):
+    """Rewrite ``metadata.json`` inside the model file at ``path``."""
     entries = _archive_entries(path)
     metadata = json.loads(entries["metadata.json"])
     edit(metadata)
     entries["metadata.json"] = json.dumps(metadata).encode()
     _write_archive(path, entries)
+
+
+def _fitted_attributes(estimator):
+    """What fit added to the estimator, beyond its parameters and the net."""
+    params = estimator.get_params(deep=False)
+    return set(vars(estimator)) - set(params) - {"net_", "history_"}
 
 
 # ---------------------------------------------------------------------------
@@ -377,15 +406,385 @@ def test_weights_that_do_not_fit_the_network(saved):
         sklstm.load(saved)
 
 
-def test_attribute_names_cannot_shadow_methods(saved):
+def test_fitted_fields_cannot_shadow_methods(saved):
+    # Fitted state is restored to the attributes the schema names, never to
+    # a name taken from the file.
     def shadow(metadata):
         metadata["fitted"]["predict"] = 1
 
     _edit_metadata(saved, shadow)
-    with pytest.raises(ValueError, match="invalid attribute name"):
+    with pytest.raises(ValueError, match=r"unknown fitted fields \['predict'\]"):
         sklstm.load(saved)
 
 
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         sklstm.load(tmp_path / "nothing-here.sklstm")
+
+
+# ---------------------------------------------------------------------------
+# The schema and earlier formats
+@pytest.mark.parametrize(
+    "name, expected, atol",
+    [("classifier", "proba", 1e-6), ("regressor", "values", 1e-5)],
+)
+def test_format1_files_still_load(name, expected, atol, tmp_path):
+    # Written by the release before the schema: predictions must not change.
+    reference = np.load(DATA / "format1_expected.npz")
+    old = DATA / f"{name}_format1.sklstm"
+    assert _read_metadata(old)["format_version"] == 1
+    loaded = sklstm.load(old)
+
+    def predict(estimator):
+        if name == "classifier":
+            return estimator.predict_proba(reference["X"])
+        return estimator.predict(reference["X"])
+
+    np.testing.assert_allclose(predict(loaded), reference[expected], rtol=0, atol=atol)
+
+    # Saving it writes the current format, which round-trips exactly.
+    first = tmp_path / "first.sklstm"
+    loaded.save(first)
+    metadata = _read_metadata(first)
+    assert metadata["format_version"] == FORMAT_VERSION == 2
+    old_fields = _read_metadata(old)["fitted"]
+    assert set(metadata["fitted"]) == {FORMAT1_FIELDS[key] for key in old_fields}
+    again = sklstm.load(first)
+    np.testing.assert_array_equal(predict(again), predict(loaded))
+    assert _fitted_attributes(again) == _fitted_attributes(loaded)
+    for attribute in _fitted_attributes(loaded):
+        np.testing.assert_equal(getattr(again, attribute), getattr(loaded, attribute))
+    second = tmp_path / "second.sklstm"
+    again.save(second)
+    assert _archive_entries(second) == _archive_entries(first)
+
+
+@pytest.mark.parametrize("layout", ["sequences", "table", "dataframe"])
+@pytest.mark.parametrize("cls", [LSTMClassifier, LSTMRegressor])
+def test_schema_covers_every_fitted_attribute(cls, layout, tmp_path):
+    # A fitted attribute missing from the schema would be dropped by save.
+    X, labels = make_classification_sequences(n_samples=30, n_timesteps=5, n_features=2)
+    if layout == "table":
+        X = X[:, :, 0]
+    elif layout == "dataframe":
+        X = pd.DataFrame(X[:, :, 0], columns=[f"t{i}" for i in range(5)])
+    y = labels if cls is LSTMClassifier else (labels == "up") * 2.0 + 1
+    estimator = cls(**TINY).fit(X, y)
+    schema = {field.attribute: field for field in FITTED_STATE[cls.__name__]}
+    required = {attribute for attribute, field in schema.items() if field.required}
+
+    attributes = _fitted_attributes(estimator)
+    assert attributes - set(schema) == set()
+    assert required - attributes == set()
+    assert ("feature_names_in_" in attributes) == (layout == "dataframe")
+    fields = _read_metadata(_round_trip_path(estimator, tmp_path))["fitted"]
+    assert set(fields) == {schema[attribute].name for attribute in attributes}
+
+    loaded = sklstm.load(tmp_path / "model.sklstm")
+    assert _fitted_attributes(loaded) == attributes
+    for attribute in attributes:
+        np.testing.assert_equal(
+            getattr(loaded, attribute), getattr(estimator, attribute)
+        )
+    # Training further adds nothing the schema lacks either.
+    loaded.partial_fit(X, y)
+    assert _fitted_attributes(loaded) - set(schema) == set()
+
+
+def _round_trip_path(estimator, tmp_path):
+    path = tmp_path / "model.sklstm"
+    estimator.save(path)
+    return path
+
+
+def test_schema_fields_are_unique_and_format1_maps_onto_them():
+    for fields in FITTED_STATE.values():
+        assert len({field.name for field in fields}) == len(fields)
+        assert len({field.attribute for field in fields}) == len(fields)
+    every_field = {field.name for fields in FITTED_STATE.values() for field in fields}
+    assert set(FORMAT1_FIELDS.values()) == every_field
+
+
+def _sklstm_imports(module):
+    """The sklstm modules ``module`` imports, at module level or in functions."""
+    package = Path(sklstm.__file__).parent
+    tree = ast.parse((package / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.add(node.module or "__init__")
+            found.update(alias.name for alias in node.names if node.module is None)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in getattr(node, "names", [])]
+            for name in names:
+                if name and (name == "sklstm" or name.startswith("sklstm.")):
+                    found.add(name.partition(".")[2] or "__init__")
+    return {name for name in found if (package / f"{name}.py").exists()} | (
+        {"__init__"} & found
+    )
+
+
+def test_model_file_imports_run_one_way():
+    # The format module sits below the estimators: it reaches none of them,
+    # nor persistence or the package, and only the package imports persistence.
+    reached, todo = set(), ["_model_file"]
+    while todo:
+        for name in _sklstm_imports(todo.pop()) - reached:
+            reached.add(name)
+            todo.append(name)
+    assert reached.isdisjoint(
+        {"__init__", "persistence", "_base", "_classifier", "_regressor"}
+    )
+    package = Path(sklstm.__file__).parent
+    importers = {
+        path.stem
+        for path in package.glob("*.py")
+        if "persistence" in _sklstm_imports(path.stem)
+    }
+    assert importers == {"__init__"}
+
+
+def test_save_refuses_parameters_that_do_not_fit_the_network(classifier, tmp_path):
+    changed = copy.deepcopy(classifier).set_params(output_mode="sequence")
+    with pytest.raises(ValueError, match="cannot be saved.*output_mode"):
+        changed.save(tmp_path / "model.sklstm")
+    assert not (tmp_path / "model.sklstm").exists()
+
+
+# ---------------------------------------------------------------------------
+# Edited files: every check names the file and the problem
+def _labels(values, dtype):
+    return {"__ndarray__": values, "dtype": np.dtype(dtype).str, "shape": [len(values)]}
+
+
+def _assert_refused(path, pattern):
+    with pytest.raises(ValueError, match=pattern) as info:
+        sklstm.load(path)
+    assert str(path) in str(info.value)
+
+
+def _update(**values):
+    def edit(metadata):
+        metadata.update(values)
+
+    return edit
+
+
+def _set(section, **values):
+    def edit(metadata):
+        metadata[section].update(values)
+
+    return edit
+
+
+def _delete(section, key):
+    def edit(metadata):
+        del metadata[section][key]
+
+    return edit
+
+
+def _grow_inputs(metadata):
+    metadata["fitted"].update(n_step_features=3, n_features_in=3)
+    metadata["module_kwargs"]["n_inputs"] = 3
+
+
+def _extra_epoch(metadata):
+    metadata["history"].append(metadata["history"][-1])
+
+
+CLASSIFIER_EDITS = {
+    "more classes than outputs": (
+        _set("fitted", classes=_labels(["down", "up", "zzz"], "<U4")),
+        r"network has 2 outputs but the number of classes is 3",
+    ),
+    "unsorted classes": (
+        _set("fitted", classes=_labels(["up", "down"], "<U4")),
+        r"'classes' must be sorted",
+    ),
+    "one class": (
+        _set("fitted", classes=_labels(["up"], "<U4")),
+        r"'classes' must hold at least 2 classes",
+    ),
+    "classes as a plain list": (
+        _set("fitted", classes=["down", "up"]),
+        r"'classes' must be a 1-D array",
+    ),
+    "more step features than the network reads": (
+        _set("fitted", n_step_features=3, n_features_in=3),
+        r"network reads 2 features per time step but n_step_features is 3",
+    ),
+    "a network wider than its weights": (
+        _grow_inputs,
+        r"does not match the network.*has shape",
+    ),
+    "output_mode of the network": (
+        _set("params", output_mode="sequence"),
+        r"network's output_mode is 'last' but the parameter output_mode is "
+        r"'sequence'",
+    ),
+    "unknown field": (
+        _set("fitted", colour="red"),
+        r"unknown fitted fields \['colour'\]",
+    ),
+    "missing required field": (
+        _delete("fitted", "n_iter"),
+        r"required fitted fields \['n_iter'\] are missing",
+    ),
+    "negative hidden_size": (
+        _set("params", hidden_size=-1),
+        r"invalid parameters: The 'hidden_size' parameter",
+    ),
+    "string hidden_size": (
+        _set("params", hidden_size="abc"),
+        r"invalid parameters: The 'hidden_size' parameter",
+    ),
+    "conv_filters of zero channels": (
+        _set("params", conv_filters={"__tuple__": [0]}),
+        r"invalid parameters: conv_filters",
+    ),
+    "loss curve longer than n_iter": (
+        _set("fitted", loss_curve=[0.7, 0.6, 0.5]),
+        r"'loss_curve' must hold n_iter=2 numbers",
+    ),
+    "history longer than n_iter": (
+        _extra_epoch,
+        r"history holds 3 epochs but n_iter is 2",
+    ),
+    "best score without scores": (
+        _set("fitted", validation_scores=None),
+        r"'best_validation_score' must be null",
+    ),
+    "negative seed": (_set("fitted", seed=-1), r"'seed' must be an int in \[0, "),
+    "boolean feature count": (
+        _set("fitted", n_features_in=True),
+        r"'n_features_in' must be an int >= 1, got True",
+    ),
+    "table with two step features": (
+        _set("fitted", tabular_input=True),
+        r"'tabular_input' is true .* n_step_features must be 1",
+    ),
+    "feature names of the wrong length": (
+        _set("fitted", feature_names_in=_labels(["a"], object)),
+        r"'feature_names_in' must hold n_features_in=2 names",
+    ),
+    "unknown top-level entry": (
+        _update(comment="hi"),
+        r"unknown entries \['comment'\]",
+    ),
+}
+
+REGRESSOR_EDITS = {
+    "target_scale of the wrong shape": (
+        _set("fitted", target_scale=_labels([1.0, 2.0], "<f8")),
+        r"'target_scale' must have shape \(n_outputs,\) = \(1,\)",
+    ),
+    "2-D target_mean": (
+        _set(
+            "fitted",
+            target_mean={"__ndarray__": [[0.0]], "dtype": "<f8", "shape": [1, 1]},
+        ),
+        r"'target_mean' must have shape",
+    ),
+    "target_scale as a list": (
+        _set("fitted", target_scale=[1.0]),
+        r"'target_scale' must be a float array",
+    ),
+    "target_scale as a string": (
+        _set("fitted", target_scale="1.0"),
+        r"'target_scale' must be a float array",
+    ),
+    "integer target_scale": (
+        _set("fitted", target_scale=_labels([1], "<i8")),
+        r"'target_scale' must be a float array",
+    ),
+    "zero target_scale": (
+        _set("fitted", target_scale=_labels([0.0], "<f8")),
+        r"'target_scale' must be positive",
+    ),
+    "negative target_scale": (
+        _set("fitted", target_scale=_labels([-2.0], "<f8")),
+        r"'target_scale' must be positive",
+    ),
+    "NaN target_mean": (
+        _set("fitted", target_mean=_labels([float("nan")], "<f8")),
+        r"'target_mean' must be finite",
+    ),
+    "single output with two outputs": (
+        _set("fitted", n_outputs=2),
+        r"'single_output' is true, so n_outputs must be 1",
+    ),
+    "more network outputs than targets": (
+        _set("module_kwargs", n_outputs=2),
+        r"network has 2 outputs but n_outputs is 1",
+    ),
+    "relabelled as a classifier": (
+        _update(estimator="LSTMClassifier"),
+        r"unknown fitted fields \['n_outputs', 'single_output', 'target_mean', "
+        r"'target_scale'\]",
+    ),
+    "missing target_scale": (
+        _delete("fitted", "target_scale"),
+        r"required fitted fields \['target_scale'\] are missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASSIFIER_EDITS))
+def test_edited_classifier_file_is_refused(saved, case):
+    edit, pattern = CLASSIFIER_EDITS[case]
+    _edit_metadata(saved, edit)
+    _assert_refused(saved, pattern)
+
+
+@pytest.mark.parametrize("case", list(REGRESSOR_EDITS))
+def test_edited_regressor_file_is_refused(saved_regressor, case):
+    edit, pattern = REGRESSOR_EDITS[case]
+    _edit_metadata(saved_regressor, edit)
+    _assert_refused(saved_regressor, pattern)
+
+
+FORMAT1_EDITS = {
+    "unknown attribute": (
+        _set("fitted", _colour="red"),
+        r"unknown fitted attributes \['_colour'\] \(format version 1\)",
+    ),
+    "missing attribute": (
+        _delete("fitted", "_n_step_features"),
+        r"required fitted fields \['n_step_features'\] are missing",
+    ),
+    "zero target scale": (
+        _set("fitted", _target_scale=_labels([0.0], "<f8")),
+        r"'target_scale' must be positive",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMAT1_EDITS))
+def test_edited_format1_file_is_refused(case, tmp_path):
+    edit, pattern = FORMAT1_EDITS[case]
+    path = tmp_path / "regressor_format1.sklstm"
+    path.write_bytes((DATA / path.name).read_bytes())
+    _edit_metadata(path, edit)
+    _assert_refused(path, pattern)
+
+
+def test_non_finite_weights_are_refused(saved):
+    from safetensors.torch import load as load_tensors
+    from safetensors.torch import save as save_tensors
+
+    entries = _archive_entries(saved)
+    tensors = load_tensors(entries["weights.safetensors"])
+    name = next(key for key, tensor in tensors.items() if tensor.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    entries["weights.safetensors"] = save_tensors(tensors)
+    _write_archive(saved, entries)
+    _assert_refused(saved, re.escape(repr(name)) + " holds NaN or infinity")
+
+
+def test_open_file_objects_are_named_in_errors(saved):
+    _edit_metadata(saved, _set("fitted", seed=-1))
+    with open(saved, "rb") as file, pytest.raises(ValueError) as info:
+        sklstm.load(file)
+    assert str(saved) in str(info.value)
