@@ -4,10 +4,9 @@ from ._classifier import LSTMClassifier
 from ._display import HistoryDisplay
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first, from_long_format
+from ._version import __version__
 from .forecasting import LSTMForecaster
 from .persistence import load
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "HistoryDisplay",

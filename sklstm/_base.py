@@ -672,8 +672,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return torch.device(self.net_.device)
 
     # ------------------------------------------------------------------
-    # Saving and export: thin entry points to sklstm.persistence and
-    # sklstm._onnx, which hold the logic.
+    # Saving and export: thin entry points to sklstm._model_file and
+    # sklstm._onnx, which hold the logic (the ONNX exporter loads only when
+    # asked for).
     def save(self, path):
         """Save the fitted estimator to a file that loads without pickle.
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import sys
 import tempfile
 import zipfile
 import zlib
@@ -40,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device, seeded
 from ._trainer import restore_net
+from ._version import __version__
 
 FORMAT_NAME = "sklstm-model"
 FORMAT_VERSION = 2
@@ -389,14 +389,6 @@ def _decode_mapping(value, what):
         raise _Invalid(f"{what} cannot be decoded ({exc})") from None
 
 
-def _sklstm_version():
-    # The version is set in the package's __init__, which imports the
-    # estimators and so this module: read at call time (a package is always
-    # imported before its modules) instead of imported, so that imports run
-    # one way only.
-    return getattr(sys.modules.get(__package__), "__version__", "unknown")
-
-
 # ---------------------------------------------------------------------------
 # Checks shared by writing and reading.
 def _check_fitted(name, fitted):
@@ -538,7 +530,7 @@ def write_model_file(estimator, path):
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "sklstm_version": _sklstm_version(),
+        "sklstm_version": __version__,
         "torch_version": torch.__version__,
         "estimator": name,
         "params": encoded_params,
@@ -866,7 +858,7 @@ def _parse_metadata(raw, where):
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{where} was written by sklstm {metadata.get('sklstm_version')} in "
-            f"format version {version}, but this sklstm ({_sklstm_version()}) "
+            f"format version {version}, but this sklstm ({__version__}) "
             f"reads format versions up to {FORMAT_VERSION}. Upgrade sklstm "
             "(pip install -U sklstm) to load it."
         )

@@ -15,6 +15,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._version import __version__
+
 INPUT_NAME = "X"
 
 
@@ -86,7 +88,6 @@ def export_onnx(estimator, path):
     """
     check_is_fitted(estimator)
     _check_exporter_installed()
-    from . import __version__
 
     # float32 throughout: ONNX Runtime's LSTM and GRU kernels take no
     # float64, and float32 is what serving expects.
