@@ -5,8 +5,9 @@ checkpoints. sklstm plugs into it through skorch's documented extension
 points only: its data is a torch ``Dataset`` (:class:`~sklstm._data.TensorData`)
 split by ``train_split`` and batched by ``iterator_train`` /
 ``iterator_valid`` (:class:`~sklstm._data.Batches`); :class:`SequenceNet`
-overrides ``initialize_module``, ``infer``, ``get_loss`` and, for float16
-loss scaling, ``train_step`` / ``train_step_single``; everything else sklstm
+overrides ``initialize_module``, ``infer``, ``get_loss`` and the three step
+methods (for float16 loss scaling and to skip per-batch work the optimizers
+offered here do not need); everything else sklstm
 needs per epoch (the validation score, divergence, progress) is a callback.
 So a stock skorch callback passed in ``callbacks`` sees the net, its history
 (per batch too) and its events exactly as skorch documents them.
@@ -121,33 +122,49 @@ class SequenceNet(NeuralNet):
         return self.criterion_(y_pred, y_true, weights)
 
     def train_step_single(self, batch, **fit_params):
-        if self.grad_scaler is None:
-            return super().train_step_single(batch, **fit_params)
-        self.module_.train()
+        # As skorch's, except that the module switches to training mode only
+        # when it is not already in it (switching walks every submodule, a
+        # cost per batch on small networks), and float16 losses are scaled.
+        if not self.module_.training:
+            self.module_.train()
         inputs, targets = batch
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, targets, X=inputs, training=True)
-        self.grad_scaler.scale(loss).backward()
+        scaler = self.grad_scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        if self.module_.training:
+            self.module_.eval()
+        inputs, targets = batch
+        with torch.no_grad():
+            y_pred = self.infer(inputs, **fit_params)
+            loss = self.get_loss(y_pred, targets, X=inputs, training=False)
         return {"loss": loss, "y_pred": y_pred}
 
     def train_step(self, batch, **fit_params):
-        scaler = self.grad_scaler
-        if scaler is None:
-            return super().train_step(batch, **fit_params)
-        # float16: the optimizer step goes through the loss scaler, which
-        # skorch's closure-based step cannot do.
+        # skorch's train_step passes a closure to the optimizer, for
+        # optimizers such as LBFGS that evaluate the loss several times; the
+        # optimizers sklstm offers take one step per gradient, and skorch's
+        # docs point here for finer control. Callbacks still see
+        # on_grad_computed before the step, with true (unscaled) gradients.
         self.optimizer_.zero_grad()
         step = self.train_step_single(batch, **fit_params)
-        # Gradient clipping and other callbacks see the true gradients.
-        scaler.unscale_(self.optimizer_)
+        scaler = self.grad_scaler
+        if scaler is not None:
+            scaler.unscale_(self.optimizer_)
         self.notify(
             "on_grad_computed",
             named_parameters=TeeGenerator(self.get_all_learnable_params()),
             batch=batch,
             training=True,
         )
-        scaler.step(self.optimizer_)  # skipped if a gradient overflowed
-        scaler.update()
+        if scaler is None:
+            self.optimizer_.step()
+        else:
+            scaler.step(self.optimizer_)  # skipped if a gradient overflowed
+            scaler.update()
         return step
 
 
