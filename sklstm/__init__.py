@@ -3,7 +3,8 @@
 from ._classifier import LSTMClassifier
 from ._display import HistoryDisplay
 from ._regressor import LSTMRegressor
-from ._sequences import from_channels_first, from_long_format
+from ._sequences import from_channels_first
+from ._tabular import SequenceFrame, from_long_format
 from ._version import __version__
 from .forecasting import LSTMForecaster
 from .persistence import load
@@ -13,6 +14,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMForecaster",
     "LSTMRegressor",
+    "SequenceFrame",
     "from_channels_first",
     "from_long_format",
     "load",

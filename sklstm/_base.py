@@ -32,6 +32,15 @@ from ._sequences import (
     record_features,
     to_sequences,
 )
+from ._tabular import (
+    N_RESERVED_CODES,
+    Layout,
+    embedding_size,
+    is_tabular_input,
+    read_columns,
+    resolve_layout,
+    to_tabular_sequences,
+)
 from ._targets import check_total_weight, check_weight_shape
 from ._trainer import (
     OPTIMIZERS,
@@ -85,6 +94,20 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
+        "categorical_features": [
+            None,
+            StrOptions({"from_dtype"}),
+            "array-like",
+            str,
+            Integral,
+        ],
+        "static_features": [None, "array-like", str, Integral],
+        "embedding_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "min_frequency": [Interval(Integral, 1, None, closed="left")],
+        "time_deltas": ["boolean", StrOptions({"auto"})],
         "max_epochs": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -127,6 +150,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         forget_bias,
         standardize,
         sequence_norm,
+        categorical_features,
+        static_features,
+        embedding_size,
+        min_frequency,
+        time_deltas,
         max_epochs,
         batch_size,
         lr,
@@ -158,6 +186,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm
+        self.categorical_features = categorical_features
+        self.static_features = static_features
+        self.embedding_size = embedding_size
+        self.min_frequency = min_frequency
+        self.time_deltas = time_deltas
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -224,6 +257,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
+        # NaN in a numeric feature is a missing value the network handles.
+        tags.input_tags.allow_nan = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -258,7 +293,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 "y is None. Pass the targets as the second argument of fit."
             )
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
-        sequences = to_sequences(X, precision=self.precision, estimator=self)
+        sequences, tabular_state = self._to_sequences(X, reset=not continuing)
         if continuing:
             check_features(self, X, sequences)
         targets, target_state = self._encode_targets(
@@ -289,6 +324,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 net = self._build_net(
                     sequences,
                     target_state,
+                    tabular_state,
                     device,
                     n_train=len(train_rows),
                     use_validation=use_validation,
@@ -329,6 +365,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._use_validation = use_validation
         self._store_target_state(target_state)
         record_features(self, sequences)
+        self._layout, categories = tabular_state
+        if categories is None:
+            self.__dict__.pop("categories_", None)
+        else:
+            self.categories_ = categories
         self.history_ = net.history
         self.n_iter_ = len(net.history)
         self.loss_curve_ = list(net.history[:, "train_loss"])
@@ -448,6 +489,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
             equal_lengths=sequences.equal_lengths,
             per_step=self.output_mode == "sequence",
+            **_tabular_tensors(sequences, device),
         )
 
     def _weighted_rows(self, weights, train_rows, valid_rows):
@@ -463,11 +505,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return weighted(train_rows), weighted(valid_rows)
 
     def _feature_statistics(self, sequences):
-        """Per-feature mean and scale over valid (unpadded) steps."""
-        if not self.standardize:
-            return None, None
+        """Per-feature mean and scale over valid (unpadded), present steps.
+
+        Also which features had missing values (NaN) in ``fit``. Mean and
+        scale are None without ``standardize``.
+        """
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, var = feature_moments(sequences)
+            mean, var, missing = feature_moments(sequences)
+        if not self.standardize:
+            return None, None, missing
         scale = np.sqrt(var)
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
             raise ValueError(
@@ -477,7 +523,42 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         # Constant features are centred but not scaled.
         scale[scale < 1e-8] = 1.0
-        return mean, scale
+        return mean, scale, missing
+
+    def _tabular_module_kwargs(self, sequences, tabular_state):
+        """Network arguments for categorical and static features, if any."""
+        layout, categories = tabular_state
+        if layout is None:
+            return {}
+        layout = Layout.from_dict(layout)
+        sizes = [len(c) + N_RESERVED_CODES for c in categories]
+        step_sizes = sizes[: len(layout.categorical)]
+        static_sizes = sizes[len(layout.categorical) :]
+
+        def widths(codes):
+            if self.embedding_size == "auto":
+                return tuple(embedding_size(n) for n in codes)
+            return (self.embedding_size,) * len(codes)
+
+        kwargs = dict(
+            categorical_sizes=tuple(step_sizes),
+            embedding_sizes=widths(step_sizes),
+            static_sizes=tuple(static_sizes),
+            static_embedding_sizes=widths(static_sizes),
+        )
+        if sequences.static is not None:
+            with np.errstate(all="ignore"):
+                values = sequences.static.astype(np.float64)
+                mean = np.nanmean(values, axis=0)
+                scale = np.nanstd(values, axis=0)
+            mean = np.where(np.isfinite(mean), mean, 0.0)
+            scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale, 1.0)
+            kwargs.update(
+                static_numeric=values.shape[1],
+                static_mean=torch.as_tensor(mean),
+                static_scale=torch.as_tensor(scale),
+            )
+        return kwargs
 
     def _resolve_batch_size(self, n_train):
         """``batch_size``, with "auto" resolved for ``n_train`` sequences."""
@@ -505,9 +586,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # enough of it for the validation score to mean something.
         return n_samples >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
 
-    def _build_net(self, sequences, target_state, device, *, n_train, use_validation):
+    def _build_net(
+        self,
+        sequences,
+        target_state,
+        tabular_state,
+        device,
+        *,
+        n_train,
+        use_validation,
+    ):
         """The skorch net (not yet initialised) for this estimator and data."""
-        mean, scale = self._feature_statistics(sequences)
+        mean, scale, missing = self._feature_statistics(sequences)
         module_kwargs = dict(
             n_inputs=sequences.n_features,
             n_outputs=self._n_outputs(target_state),
@@ -525,6 +615,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             sequence_norm=self.sequence_norm,
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),
+            missing_indicators=tuple(np.flatnonzero(missing).tolist()),
+            **self._tabular_module_kwargs(sequences, tabular_state),
         )
         return self._net_for(
             module_kwargs, device, n_train=n_train, use_validation=use_validation
@@ -602,9 +694,50 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             # scikit-learn's check raises its usual NotFittedError; when the
             # net is there, skipping it saves a scan of every attribute.
             check_is_fitted(self)
-        sequences = to_sequences(X, precision=self.precision, estimator=self)
+        sequences, _ = self._to_sequences(X, reset=False)
         check_features(self, X, sequences)
         return sequences
+
+    def _to_sequences(self, X, *, reset):
+        """Validated sequences, with ``(layout, categories)`` for tabular input.
+
+        ``reset`` (a fresh fit) decides, from ``X`` and the parameters,
+        whether the input is tabular and learns its layout and categories;
+        otherwise the fitted ones apply.
+        """
+        if reset:
+            tabular = is_tabular_input(
+                X, self.categorical_features, self.static_features
+            )
+        else:
+            tabular = getattr(self, "_layout", None) is not None
+        if not tabular:
+            return to_sequences(X, precision=self.precision, estimator=self), (
+                None,
+                None,
+            )
+        dtype = np.float64 if self.precision == "64" else np.float32
+        if reset:
+            raw = read_columns(X)
+            layout = resolve_layout(
+                raw,
+                self.categorical_features,
+                self.static_features,
+                self.time_deltas,
+            )
+            categories = None
+        else:
+            layout = Layout.from_dict(self._layout)
+            categories = self.categories_
+        sequences, categories = to_tabular_sequences(
+            X,
+            layout,
+            categories,
+            dtype=dtype,
+            min_frequency=self.min_frequency,
+            estimator_name=type(self).__name__,
+        )
+        return sequences, (layout.to_dict(), categories)
 
     def _network_outputs(self, sequences, transform=None):
         """Network outputs, float64, for validated sequences.
@@ -616,6 +749,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
             equal_lengths=sequences.equal_lengths,
+            **_tabular_tensors(sequences),
         )
         batch_size = prediction_rows(
             self.net_.module_,
@@ -743,6 +877,17 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         from ._onnx import export_onnx
 
         export_onnx(self, path)
+
+
+def _tabular_tensors(sequences, device=None):
+    """The codes and static features of tabular sequences, as tensors."""
+    tensors = {}
+    for name in ("codes", "static", "static_codes"):
+        values = getattr(sequences, name)
+        if values is not None:
+            tensor = torch.from_numpy(np.ascontiguousarray(values))
+            tensors[name] = tensor if device is None else place(tensor, device)
+    return tensors
 
 
 __all__ = ["BaseLSTM"]

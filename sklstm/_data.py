@@ -46,6 +46,10 @@ class TensorData(Dataset):
     equal_lengths: bool = True
     per_step: bool = False
     rows: torch.Tensor | None = None
+    # Tabular sequences: categorical codes per step, static features.
+    codes: torch.Tensor | None = None
+    static: torch.Tensor | None = None
+    static_codes: torch.Tensor | None = None
 
     def __len__(self):
         return len(self.lengths) if self.rows is None else len(self.rows)
@@ -192,10 +196,13 @@ class Batches:
                 "padded": _take(data.padded, index, n_steps, True, device, pinned),
                 "lengths": lengths,
             }
-            if data.weights is not None:
-                inputs["weights"] = _take(
-                    data.weights, index, n_steps, per_step, device, pinned
-                )
+            for name in ("codes", "static", "static_codes", "weights"):
+                values = getattr(data, name)
+                if values is not None:
+                    by_step = name == "codes" or (name == "weights" and per_step)
+                    inputs[name] = _take(
+                        values, index, n_steps, by_step, device, pinned
+                    )
             targets = _take(data.targets, index, n_steps, per_step, device, pinned)
             yield indices, (inputs, targets)
 
@@ -251,7 +258,7 @@ def _take(tensor, index, n_steps, per_step, device, pinned=False):
     return buffer.to(device, non_blocking=True)
 
 
-def round_up_rows(padded, lengths, multiple=8):
+def round_up_rows(inputs, multiple=8):
     """Pad a batch with dummy full-length rows to a multiple of ``multiple``.
 
     Matrix kernels pick different code paths (and summation orders) for
@@ -260,9 +267,15 @@ def round_up_rows(padded, lengths, multiple=8):
     Giving every batch a row count that is a multiple of 8 makes predictions
     independent of batch composition, bit for bit, for equal-length data.
     """
+    padded = inputs["padded"]
     missing = -len(padded) % multiple
     if not missing:
-        return padded, lengths
-    filler = padded.new_zeros((missing,) + padded.shape[1:])
-    filler_lengths = lengths.new_full((missing,), padded.shape[1])
-    return torch.cat([padded, filler]), torch.cat([lengths, filler_lengths])
+        return inputs
+    rounded = {}
+    for name, values in inputs.items():
+        if name == "lengths":
+            filler = values.new_full((missing,), padded.shape[1])
+        else:
+            filler = values.new_zeros((missing,) + values.shape[1:])
+        rounded[name] = torch.cat([values, filler])
+    return rounded

@@ -74,6 +74,38 @@ sequence_norm : {"append", "replace"} or None
     z-normalised per feature over its own valid steps: its shape regardless
     of its level and scale. "append" doubles the input features the network
     sees. None: the input only, standardised with ``standardize``.
+categorical_features : "from_dtype", array-like of int, bool or str, or None
+    Features that are categories, not numbers: positions, a boolean mask or
+    column names, as in ``HistGradientBoostingClassifier``. "from_dtype":
+    DataFrame columns of ``category``, ``string``/``object`` and ``bool``
+    dtype, and arrays of strings, are categorical; other arrays are
+    numeric. Each categorical feature is held as integer codes and gets a
+    learned embedding (see ``embedding_size``); the categories learned in
+    ``fit`` are ``categories_``. A category unseen in ``fit``, or seen less
+    than ``min_frequency`` times, shares one "unknown" embedding, and a
+    missing value (None or NaN) is a category of its own, so ``predict``
+    never fails on a new category. Strings are never read as numbers: a
+    string column that this parameter does not name is an error.
+static_features : array-like of int, bool or str, or None
+    Features constant within each sequence (a customer's segment, a
+    machine's model), by position, mask or name. They enter the network
+    once per sequence, numeric ones standardised and categorical ones
+    embedded, joined to the pooled state (``output_mode="last"``) or to
+    every step (``"sequence"``). A named feature that varies within a
+    sequence is an error naming the sequence and the column.
+embedding_size : int or "auto"
+    Width of each categorical feature's embedding. "auto":
+    ``round(1.6 * n_codes ** 0.56)`` between 2 and 32, for ``n_codes``
+    categories plus the unknown and missing codes.
+min_frequency : int
+    Categories seen fewer times than this in ``fit`` share the unknown
+    embedding, which they train for the categories ``predict`` has never
+    seen.
+time_deltas : bool or "auto"
+    Give the network, as an extra step feature, the time elapsed since the
+    previous step (``log1p`` of seconds for datetimes), from the time column
+    of a :class:`~sklstm.SequenceFrame` or the index of DataFrame
+    sequences. "auto": when the input carries times. Arrays carry none.
 max_epochs : int or "auto"
     Passes over the training data; early stopping may end training
     sooner. "auto": enough epochs for 500 optimiser steps, that is

@@ -124,7 +124,15 @@ def _tabular_input(value, fields):
             "is true (fitted on a 2-D table), so n_step_features must be 1, "
             f"got {fields['n_step_features']}"
         )
-    if not value and fields["n_features_in"] != fields["n_step_features"]:
+    layout = fields.get("layout")
+    if not value and layout is not None:
+        if fields["n_features_in"] != len(layout["columns"]):
+            raise _Invalid(
+                f"is false and the input was tabular, so n_features_in "
+                f"({fields['n_features_in']}) must equal the layout's "
+                f"{len(layout['columns'])} columns"
+            )
+    elif not value and fields["n_features_in"] != fields["n_step_features"]:
         raise _Invalid(
             "is false (fitted on sequences), so n_features_in "
             f"({fields['n_features_in']}) must equal n_step_features "
@@ -147,6 +155,68 @@ def _feature_names(value, fields):
         )
     # scikit-learn's feature-name checks expect an object array.
     return np.asarray(value, dtype=object)
+
+
+_LAYOUT_LISTS = ("numeric", "categorical", "static_numeric", "static_categorical")
+
+
+def _layout(value, fields):
+    """Which input columns were numeric, categorical and static (or None)."""
+    if value is None:
+        return None
+    keys = {"columns", "kinds", "time_deltas", *_LAYOUT_LISTS}
+    if not isinstance(value, dict) or set(value) != keys:
+        raise _Invalid(f"must be null or an object with keys {sorted(keys)}")
+    columns = value["columns"]
+    if not isinstance(columns, list) or not all(
+        isinstance(c, str) or _is_int(c) for c in columns
+    ):
+        raise _Invalid("columns must be a list of names or positions")
+    positions = []
+    for key in _LAYOUT_LISTS:
+        items = value[key]
+        if not isinstance(items, list) or not all(
+            _is_int(i) and 0 <= i < len(columns) for i in items
+        ):
+            raise _Invalid(f"{key} must list positions among {len(columns)} columns")
+        positions.extend(items)
+    if sorted(positions) != list(range(len(columns))):
+        raise _Invalid("must place every column exactly once")
+    kinds = value["kinds"]
+    if not isinstance(kinds, list) or len(kinds) != len(columns):
+        raise _Invalid("kinds must hold one kind per column")
+    if any(kind not in ("numeric", "categorical") for kind in kinds):
+        raise _Invalid("kinds must be 'numeric' or 'categorical'")
+    if not isinstance(value["time_deltas"], bool):
+        raise _Invalid("time_deltas must be true or false")
+    expected = len(value["numeric"]) + value["time_deltas"]
+    if expected != fields["n_step_features"]:
+        raise _Invalid(
+            f"gives {expected} numeric step features but n_step_features is "
+            f"{fields['n_step_features']}"
+        )
+    return value
+
+
+def _categories(value, fields):
+    """The categories learned for each categorical column."""
+    layout = fields.get("layout")
+    if layout is None:
+        raise _Invalid("is set but the layout says the input had no categories")
+    expected = len(layout["categorical"]) + len(layout["static_categorical"])
+    if not isinstance(value, list) or len(value) != expected:
+        raise _Invalid(f"must be a list of {expected} arrays, one per column")
+    checked = []
+    for categories in value:
+        if not isinstance(categories, np.ndarray) or categories.ndim != 1:
+            raise _Invalid("must hold 1-D arrays")
+        if not all(
+            isinstance(c, str) or (_is_number(c) and np.isfinite(c))
+            for c in categories.tolist()
+        ):
+            raise _Invalid("must hold strings, numbers or booleans")
+        checked.append(np.asarray(categories.tolist(), dtype=object))
+    return checked
 
 
 def _number_list(value, fields):
@@ -261,7 +331,9 @@ _COMMON_FIELDS = (
     Field("use_validation", "_use_validation", True, _boolean),
     Field("n_features_in", "n_features_in_", True, _integer(1)),
     Field("feature_names_in", "feature_names_in_", False, _feature_names),
-    Field("n_step_features", "_n_step_features", True, _integer(1)),
+    Field("n_step_features", "_n_step_features", True, _integer(0)),
+    Field("layout", "_layout", False, _layout),
+    Field("categories", "categories_", False, _categories),
     Field("tabular_input", "_tabular_input", True, _tabular_input),
     Field("n_iter", "n_iter_", True, _integer(1)),
     Field("loss_curve", "loss_curve_", True, _number_list),
@@ -415,11 +487,22 @@ def _check_fitted(name, fitted):
 
 def _check_network(name, fields, module_kwargs, output_mode):
     """The network that ``module_kwargs`` describes must fit the fitted state."""
-    for key in ("n_inputs", "n_outputs"):
-        if not _is_int(module_kwargs.get(key)) or module_kwargs[key] < 1:
+    for key, minimum in (("n_inputs", 0), ("n_outputs", 1)):
+        if not _is_int(module_kwargs.get(key)) or module_kwargs[key] < minimum:
             raise _Invalid(
-                f"module_kwargs {key} must be an int >= 1, got "
+                f"module_kwargs {key} must be an int >= {minimum}, got "
                 f"{_show(module_kwargs.get(key))}"
+            )
+    categories = fields.get("categories")
+    if categories is not None:
+        codes = [len(c) + 2 for c in categories]
+        sizes = list(module_kwargs.get("categorical_sizes", ())) + list(
+            module_kwargs.get("static_sizes", ())
+        )
+        if codes != sizes:
+            raise _Invalid(
+                f"the network's embeddings take {sizes} codes but the "
+                f"categories give {codes}"
             )
     description, expected_outputs = _NETWORK_OUTPUTS[name]
     if module_kwargs["n_outputs"] != expected_outputs(fields):

@@ -46,6 +46,20 @@ class RecurrentNetwork(nn.Module):
         valid steps, per feature.
     feature_mean, feature_scale : tensor of shape (n_inputs,)
         Per-feature standardisation learned in ``fit``.
+    missing_indicators : tuple of int
+        Numeric features that had missing values (NaN) in ``fit``: each gets
+        a 0/1 channel saying where it is missing. Missing values themselves
+        are imputed by the feature's mean.
+    categorical_sizes, embedding_sizes : tuple of int
+        Codes of each categorical step feature (see sklstm._tabular) and
+        the width of its learned embedding.
+    static_numeric : int
+        Numeric static features, standardised by ``static_mean`` and
+        ``static_scale``.
+    static_sizes, static_embedding_sizes : tuple of int
+        Codes and embedding width of each categorical static feature.
+        Static features join the pooled state (``"last"``) or every step
+        (``"sequence"``) before the output layer.
     """
 
     def __init__(
@@ -67,6 +81,14 @@ class RecurrentNetwork(nn.Module):
         sequence_norm=None,
         feature_mean=None,
         feature_scale=None,
+        missing_indicators=(),
+        categorical_sizes=(),
+        embedding_sizes=(),
+        static_numeric=0,
+        static_mean=None,
+        static_scale=None,
+        static_sizes=(),
+        static_embedding_sizes=(),
     ):
         super().__init__()
         self.output_mode = output_mode
@@ -80,6 +102,19 @@ class RecurrentNetwork(nn.Module):
         self.sequence_norm = sequence_norm
         if sequence_norm == "append":
             n_inputs = 2 * n_inputs
+        self.missing_indicators = tuple(missing_indicators)
+        self.embeddings = _embeddings(categorical_sizes, embedding_sizes)
+        n_inputs += len(self.missing_indicators) + sum(embedding_sizes)
+        self.static_numeric = static_numeric
+        if static_numeric:
+            # Registered only when used, so that networks without static
+            # features keep the tensors (and model files) they always had.
+            mean = torch.zeros(static_numeric) if static_mean is None else static_mean
+            scale = torch.ones(static_numeric) if static_scale is None else static_scale
+            self.register_buffer("static_mean", torch.as_tensor(mean).float())
+            self.register_buffer("static_scale", torch.as_tensor(scale).float())
+        self.static_embeddings = _embeddings(static_sizes, static_embedding_sizes)
+        static_width = static_numeric + sum(static_embedding_sizes)
 
         self.conv_placement = conv_placement
         convolutions, norms = [], []
@@ -128,7 +163,7 @@ class RecurrentNetwork(nn.Module):
         state_size = hidden_size * (2 if bidirectional else 1)
         self.attention = nn.Linear(state_size, 1) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(state_size + conv_outputs, n_outputs)
+        self.head = nn.Linear(state_size + conv_outputs + static_width, n_outputs)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -139,15 +174,20 @@ class RecurrentNetwork(nn.Module):
             if isinstance(module, nn.RNNBase):
                 module.flatten_parameters()
 
-    def forward(self, padded, lengths=None):
+    def forward(self, padded, lengths=None, codes=None, static=None, static_codes=None):
         """Outputs for a batch.
 
         Parameters
         ----------
         padded : tensor of shape (batch, max_timesteps, n_inputs)
+            Numeric step features; NaN marks a missing value.
         lengths : int64 tensor of shape (batch,), on the CPU, or None
             None: every sequence fills all ``max_timesteps`` steps. The ONNX
             export takes this path, as a traced graph cannot branch on data.
+        codes : int64 tensor of shape (batch, max_timesteps, n_categorical)
+            Categorical step features as codes, when there are any.
+        static : tensor of shape (batch, static_numeric)
+        static_codes : int64 tensor of shape (batch, n_static_categorical)
 
         Returns
         -------
@@ -160,6 +200,11 @@ class RecurrentNetwork(nn.Module):
         x = padded
         if self.standardize:
             x = (x - self.feature_mean) / self.feature_scale
+        missing = None
+        if self.missing_indicators:
+            missing = torch.isnan(x[..., list(self.missing_indicators)]).to(x.dtype)
+        # A missing value is the feature's mean: zero once standardised.
+        x = torch.nan_to_num(x, nan=0.0)
         if not equal_lengths:
             steps = torch.arange(n_timesteps, device=padded.device)
             mask = steps[None, :] < lengths.to(padded.device)[:, None]
@@ -172,6 +217,14 @@ class RecurrentNetwork(nn.Module):
                 x = normalised
             else:
                 x = torch.cat([x, normalised], dim=-1)
+        extra = [] if missing is None else [missing]
+        for position, embedding in enumerate(self.embeddings):
+            extra.append(embedding(codes[..., position]).to(x.dtype))
+        if extra:
+            extra = torch.cat(extra, dim=-1)
+            if mask is not None:
+                extra = extra * mask[..., None].to(x.dtype)
+            x = torch.cat([x, extra], dim=-1)
         conv_states = None
         if self.convolutions:
             conv_states = self._convolve(x, mask)
@@ -186,15 +239,31 @@ class RecurrentNetwork(nn.Module):
         else:
             states = self._bidirectional(x, lengths, equal_lengths)
 
+        sequence_features = self._static_features(static, static_codes, x.dtype)
         if self.output_mode == "sequence":
             if conv_states is not None:
                 states = torch.cat([states, conv_states], dim=-1)
+            if sequence_features is not None:
+                per_step = sequence_features[:, None, :].expand(-1, states.shape[1], -1)
+                states = torch.cat([states, per_step], dim=-1)
             return self.head(self._drop(states))
         features = self._pool(states, lengths, mask)
         if conv_states is not None:
             conv_summary = _masked_mean(conv_states, lengths, mask)
             features = torch.cat([features, conv_summary], dim=-1)
+        if sequence_features is not None:
+            features = torch.cat([features, sequence_features], dim=-1)
         return self.head(self._drop(features))
+
+    def _static_features(self, static, static_codes, dtype):
+        """The static features of each sequence, standardised and embedded."""
+        parts = []
+        if self.static_numeric:
+            values = (static.to(dtype) - self.static_mean) / self.static_scale
+            parts.append(torch.nan_to_num(values, nan=0.0))
+        for position, embedding in enumerate(self.static_embeddings):
+            parts.append(embedding(static_codes[:, position]).to(dtype))
+        return torch.cat(parts, dim=-1) if parts else None
 
     def _drop(self, values):
         # Dropout is the identity in eval mode or at p=0: skip the module
@@ -250,6 +319,21 @@ class RecurrentNetwork(nn.Module):
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return torch.bmm(weights[:, None, :], states).squeeze(1)
+
+
+def _embeddings(sizes, widths):
+    """One embedding per categorical feature; the unknown code starts at 0.
+
+    Code 0 (unknown or rare categories) starts as the zero vector, so that
+    an unseen category adds nothing until rare ones in training move it.
+    """
+    embeddings = nn.ModuleList()
+    for size, width in zip(sizes, widths, strict=True):
+        embedding = nn.Embedding(size, width)
+        with torch.no_grad():
+            embedding.weight[0].zero_()
+        embeddings.append(embedding)
+    return embeddings
 
 
 def _recur(rnn, x):

@@ -87,6 +87,14 @@ def export_onnx(estimator, path):
     See :meth:`LSTMClassifier.to_onnx`; this is the function behind it.
     """
     check_is_fitted(estimator)
+    module = estimator.net_.module_
+    if module.embeddings or module.static_embeddings or module.static_numeric:
+        raise ValueError(
+            "to_onnx exports networks of numeric step features only; this "
+            "estimator was fitted with categorical or static features, whose "
+            "encoding the graph would not hold. Serve it with sklstm (save / "
+            "sklstm.load) instead."
+        )
     _check_exporter_installed()
 
     # float32 throughout: ONNX Runtime's LSTM and GRU kernels take no

@@ -41,6 +41,11 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     {forget_bias}
     {standardize}
     {sequence_norm}
+    {categorical_features}
+    {static_features}
+    {embedding_size}
+    {min_frequency}
+    {time_deltas}
     {max_epochs}
     {batch_size}
     {lr}
@@ -118,6 +123,11 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
+        categorical_features="from_dtype",
+        static_features=None,
+        embedding_size="auto",
+        min_frequency=2,
+        time_deltas="auto",
         max_epochs="auto",
         batch_size="auto",
         lr=1e-3,
@@ -150,6 +160,11 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,
+            categorical_features=categorical_features,
+            static_features=static_features,
+            embedding_size=embedding_size,
+            min_frequency=min_frequency,
+            time_deltas=time_deltas,
             max_epochs=max_epochs,
             batch_size=batch_size,
             lr=lr,

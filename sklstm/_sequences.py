@@ -46,6 +46,13 @@ class Sequences:
     ragged: bool = False
     tabular: bool = False
     feature_names: np.ndarray | None = None
+    # Tabular sequences (see sklstm._tabular): categorical step features as
+    # integer codes (n_samples, max_timesteps, n_categorical), static
+    # features per sequence, numeric and coded, and the input's column count.
+    codes: np.ndarray | None = None
+    static: np.ndarray | None = None
+    static_codes: np.ndarray | None = None
+    n_columns: int | None = None
 
     @property
     def n_samples(self):
@@ -62,6 +69,8 @@ class Sequences:
     @property
     def table_width(self):
         """Features as scikit-learn counts them: columns for a table."""
+        if self.n_columns is not None:
+            return self.n_columns
         return self.padded.shape[1] if self.tabular else self.n_features
 
 
@@ -186,6 +195,7 @@ def _pad_sequence_list(X, dtype):
 
 
 def _check_finite(array):
+    """Refuse infinities; NaN is a missing value, which the network handles."""
     # A sum is finite iff every element is, barring overflow of the sum
     # itself, which only sends us on to the exact element-wise look below:
     # one cheap pass over large inputs, in their own dtype. Callers pass a
@@ -194,16 +204,12 @@ def _check_finite(array):
     total = float(torch.from_numpy(array).sum())
     if np.isfinite(total):
         return
-    if np.isnan(array).any():
-        raise ValueError(
-            "Input X contains NaN. Impute missing values (e.g. with "
-            "sklearn.impute.SimpleImputer) or drop those time steps first."
-        )
-    if not np.isfinite(array).all():
+    if np.isinf(array).any():
         hint = " or fit with precision='64'" if array.dtype == np.float32 else ""
         raise ValueError(
             "Input X contains infinity or a value too large for dtype "
-            f"{array.dtype}. Clip or rescale the data first{hint}."
+            f"{array.dtype}. Clip or rescale the data first{hint} (NaN is "
+            "allowed: it marks a missing value)."
         )
 
 
@@ -467,117 +473,23 @@ def from_channels_first(X):
     return array.transpose(0, 2, 1)
 
 
-def from_long_format(frame, *, id_column, time_column, feature_columns=None):
-    """Split a long-format DataFrame into one sequence per id.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        One row per (id, time step).
-    id_column : str
-        Column naming the sequence each row belongs to.
-    time_column : str
-        Column used to order the steps within a sequence.
-    feature_columns : list of str, default=None
-        Columns holding the values; all other columns when None.
-
-    Returns
-    -------
-    sequences : list of ndarray of shape (n_timesteps_i, n_features)
-        In the order the ids are first seen in ``frame``.
-    ids : ndarray
-        The id of each sequence.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from sklstm import from_long_format
-    >>> frame = pd.DataFrame({"id": [1, 1, 2], "t": [0, 1, 0], "v": [.5, .6, .7]})
-    >>> sequences, ids = from_long_format(frame, id_column="id", time_column="t")
-    >>> [s.shape for s in sequences], ids.tolist()
-    ([(2, 1), (1, 1)], [1, 2])
-    """
-    if not hasattr(frame, "groupby"):
-        raise TypeError(
-            f"frame must be a pandas DataFrame, got {type(frame).__name__}."
-        )
-    for column in (id_column, time_column):
-        if column not in frame.columns:
-            raise ValueError(
-                f"Column {column!r} is not in the DataFrame; its columns are "
-                f"{list(frame.columns)}."
-            )
-    if feature_columns is None:
-        feature_columns = [
-            c for c in frame.columns if c not in (id_column, time_column)
-        ]
-    elif isinstance(feature_columns, str) or not hasattr(feature_columns, "__iter__"):
-        feature_columns = [feature_columns]
-    feature_columns = list(feature_columns)
-    try:
-        missing = [c for c in feature_columns if c not in frame.columns]
-    except TypeError:
-        raise TypeError(
-            f"feature_columns={feature_columns!r} must be a list of column names."
-        ) from None
-    if missing or not feature_columns:
-        raise ValueError(
-            f"feature_columns {missing or feature_columns} are missing or "
-            f"empty; the DataFrame has columns {list(frame.columns)}."
-        )
-    _check_long_frame(frame, id_column, time_column, feature_columns)
-    ordered = frame.sort_values([id_column, time_column], kind="stable")
-    ids = frame[id_column].drop_duplicates().to_numpy()
-    groups = {
-        key: group[feature_columns].to_numpy()
-        for key, group in ordered.groupby(id_column, sort=False)
-    }
-    return [groups[key] for key in ids], ids
-
-
-def _check_long_frame(frame, id_column, time_column, feature_columns):
-    """Checks whose failure would otherwise give wrong or unordered sequences."""
-    if len(frame) == 0:
-        raise ValueError("frame has no rows: there are no sequences to build.")
-    for column in (id_column, time_column):
-        if frame[column].isna().any():
-            raise ValueError(
-                f"Column {column!r} has {int(frame[column].isna().sum())} "
-                "missing values; every row needs a sequence id and a time "
-                "to be placed. Drop or fill those rows first."
-            )
-    non_numeric = [
-        column
-        for column in feature_columns
-        if getattr(frame[column].dtype, "kind", "O") not in "biuf"
-    ]
-    if non_numeric:
-        raise ValueError(
-            f"feature_columns {non_numeric} are not numeric. Encode them as "
-            "numbers (or leave them out of feature_columns) first."
-        )
-    duplicated = frame.duplicated([id_column, time_column])
-    if duplicated.any():
-        first = frame.loc[duplicated, [id_column, time_column]].iloc[0].tolist()
-        raise ValueError(
-            f"{int(duplicated.sum())} rows repeat an ({id_column!r}, "
-            f"{time_column!r}) pair, e.g. {first}: the order of those steps "
-            "is ambiguous. Aggregate or drop duplicate rows first."
-        )
-
-
 def feature_moments(sequences, chunk_steps=1 << 18):
-    """Mean and variance of each feature over valid steps, in float64.
+    """Mean and variance of each feature over valid, non-missing steps.
 
-    Works through the data in chunks of about ``chunk_steps`` time steps and
-    merges the partial moments (Chan et al.), so large inputs never get a
-    full float64 copy.
+    In float64. Works through the data in chunks of about ``chunk_steps``
+    time steps and merges the partial moments (Chan et al.), so large
+    inputs never get a full float64 copy. Also returns, per feature, whether
+    any value was missing (NaN). A feature with no value at all gets mean 0
+    and variance 1.
     """
     n_features = sequences.n_features
+    if n_features == 0:  # categorical features only
+        return np.zeros(0), np.ones(0), np.zeros(0, dtype=bool)
     rows_per_chunk = max(1, chunk_steps // max(1, sequences.padded.shape[1]))
-    count = 0
+    count = np.zeros(n_features)
     mean = np.zeros(n_features)
     sum_squares = np.zeros(n_features)
+    missing = np.zeros(n_features, dtype=bool)
     for start in range(0, sequences.n_samples, rows_per_chunk):
         block = sequences.padded[start : start + rows_per_chunk]
         lengths = sequences.lengths[start : start + rows_per_chunk]
@@ -586,14 +498,19 @@ def feature_moments(sequences, chunk_steps=1 << 18):
         else:
             values = block[np.arange(block.shape[1]) < lengths[:, None]]
             values = values.astype(np.float64)
-        block_count = len(values)
-        block_mean = values.mean(axis=0)
-        block_squares = ((values - block_mean) ** 2).sum(axis=0)
+        present = ~np.isnan(values)
+        missing |= ~present.all(axis=0)
+        block_count = present.sum(axis=0)
+        filled = np.where(present, values, 0.0)
+        block_mean = filled.sum(axis=0) / np.maximum(block_count, 1)
+        block_squares = (np.where(present, values - block_mean, 0.0) ** 2).sum(axis=0)
         delta = block_mean - mean
         total = count + block_count
-        mean = mean + delta * block_count / total
-        sum_squares = (
-            sum_squares + block_squares + delta**2 * count * block_count / total
+        weight = np.divide(
+            block_count, total, out=np.zeros(n_features), where=total > 0
         )
+        mean = mean + delta * weight
+        sum_squares = sum_squares + block_squares + delta**2 * count * weight
         count = total
-    return mean, sum_squares / count
+    variance = np.divide(sum_squares, count, out=np.ones(n_features), where=count > 0)
+    return mean, variance, missing

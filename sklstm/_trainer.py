@@ -114,8 +114,9 @@ class SequenceNet(NeuralNet):
         # Unlike skorch's infer, the lengths stay on the CPU where the
         # network reads them without waiting for the device.
         padded = x["padded"]
+        network_inputs = {key: value for key, value in x.items() if key != "weights"}
         with autocast_context(self.precision, padded.device):
-            return self.module_(padded=padded, lengths=x["lengths"], **fit_params)
+            return self.module_(**network_inputs, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         weights = None if X is None else X.get("weights")
@@ -494,8 +495,7 @@ def predict_outputs(net, data, batch_size, transform=None):
     with torch.inference_mode():
         for indices, (inputs, _) in batches.with_indices():
             n_rows = len(inputs["padded"])
-            padded, lengths = round_up_rows(inputs["padded"], inputs["lengths"])
-            batch = ({"padded": padded, "lengths": lengths}, None)
+            batch = (round_up_rows(inputs), None)
             outputs = net.evaluation_step(batch, training=False)[:n_rows]
             if transform is not None:
                 outputs = transform(outputs)

@@ -39,7 +39,16 @@ __all__ = ["LSTMForecaster", "detect_seasonal_period", "make_windows"]
 
 # Parameters of LSTMRegressor that make no sense for forecasting: the network
 # always maps one window to one target vector.
-_NOT_FORWARDED = {"output_mode"}
+_NOT_FORWARDED = {
+    "output_mode",
+    # Windows of a series are numeric and aligned: no categorical, static or
+    # time-stamped inputs to describe.
+    "categorical_features",
+    "static_features",
+    "embedding_size",
+    "min_frequency",
+    "time_deltas",
+}
 
 # The fewest training windows the automatic window length aims to leave.
 _MIN_AUTO_WINDOWS = 8

@@ -13,9 +13,23 @@ from .conftest import make_classification_sequences, make_ragged_sequences
 def test_feature_moments_ignore_padding_and_do_not_depend_on_chunking(chunk_steps):
     X, _ = make_ragged_sequences(n_samples=25)
     valid = np.concatenate(X).astype(np.float64)
-    mean, var = feature_moments(to_sequences(X), chunk_steps=chunk_steps)
+    mean, var, missing = feature_moments(to_sequences(X), chunk_steps=chunk_steps)
     np.testing.assert_allclose(mean, valid.mean(axis=0))
     np.testing.assert_allclose(var, valid.var(axis=0))
+    assert not missing.any()
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 7, 1 << 20])
+def test_feature_moments_skip_missing_values(chunk_steps):
+    X, _ = make_ragged_sequences(n_samples=25)
+    X = [x.copy() for x in X]
+    for x in X[::3]:
+        x[0, 1] = np.nan
+    valid = np.concatenate(X).astype(np.float64)
+    mean, var, missing = feature_moments(to_sequences(X), chunk_steps=chunk_steps)
+    np.testing.assert_allclose(mean, np.nanmean(valid, axis=0))
+    np.testing.assert_allclose(var, np.nanvar(valid, axis=0))
+    assert missing.tolist() == [False, True]
 
 
 def test_standardisation_is_learned_on_valid_steps_only():

@@ -239,9 +239,19 @@ def test_get_params_and_clone():
 
 def test_every_regressor_parameter_is_forwarded():
     from sklstm import LSTMRegressor
+    from sklstm.forecasting import _NOT_FORWARDED
 
-    regressor_params = set(LSTMRegressor().get_params()) - {"output_mode"}
+    regressor_params = set(LSTMRegressor().get_params()) - _NOT_FORWARDED
     assert regressor_params <= set(LSTMForecaster().get_params())
+    # Only the output mode and the options of tabular input stay behind.
+    assert _NOT_FORWARDED == {
+        "output_mode",
+        "categorical_features",
+        "static_features",
+        "embedding_size",
+        "min_frequency",
+        "time_deltas",
+    }
     forecaster = LSTMForecaster(cell="gru", weight_decay=1e-3, **FAST)
     forecaster.fit(seasonal_series())
     assert forecaster.regressor_.cell == "gru"

@@ -1,0 +1,821 @@
+"""Tabular sequences: columns with their own types, as people hold them.
+
+A tabular sequence is a table per entity (an account's transactions, a
+patient's visits): numeric columns with gaps, categorical columns, columns
+constant over the sequence (static attributes) and, optionally, the time of
+each row. This module turns such input, once, into what the network reads:
+
+- numeric step features, float, NaN where a value is missing;
+- categorical step features as integer codes (0: unknown or rare, 1:
+  missing, 2...: the categories learned in ``fit``);
+- static features, one row per sequence, numeric and coded;
+- optionally the time elapsed since the previous step.
+
+Inputs come as a :class:`SequenceFrame` (one long table split by sequence,
+the compact form :func:`sklstm.from_long_format` returns), a list of pandas
+DataFrames (one per sequence), or arrays and ragged lists whose categorical
+and static features the estimator's parameters name.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._sequences import Sequences
+
+# Codes reserved before the learned categories.
+UNKNOWN_CODE = 0
+MISSING_CODE = 1
+N_RESERVED_CODES = 2
+
+
+# ---------------------------------------------------------------------------
+class SequenceFrame:
+    """Sequences held as one long table: rows of a sequence are contiguous.
+
+    The compact form of a long table that scikit-learn's splitters and
+    ``_safe_indexing`` split by sequence, not by row: its length and
+    ``shape[0]`` count sequences, and indexing with integers, an index array,
+    a boolean mask or a slice selects sequences. Build it with
+    :func:`sklstm.from_long_format` (``as_frame=True``).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The feature columns (and the time column, when given), with the rows
+        of each sequence contiguous and in time order.
+    lengths : array-like of int
+        Rows of each sequence, in order.
+    ids : array-like, default=None
+        The id of each sequence.
+    time_column : str, default=None
+        Column of ``frame`` holding each row's time (datetime or numeric).
+        It is not a feature; the estimators can derive from it the time
+        elapsed since the previous step (``time_deltas``).
+
+    Attributes
+    ----------
+    offsets : ndarray of shape (n_sequences + 1,)
+        Where each sequence starts in ``frame``; the last entry is its length.
+    """
+
+    def __init__(self, frame, lengths, ids=None, time_column=None):
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.ndim != 1 or (lengths < 1).any():
+            raise ValueError("lengths must be a 1-D array of positive ints.")
+        if int(lengths.sum()) != len(frame):
+            raise ValueError(
+                f"lengths add up to {int(lengths.sum())} rows but the frame "
+                f"has {len(frame)}."
+            )
+        if time_column is not None and time_column not in frame.columns:
+            raise ValueError(f"time_column {time_column!r} is not in the frame.")
+        self.frame = frame
+        self.lengths = lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.ids = None if ids is None else np.asarray(ids)
+        self.time_column = time_column
+
+    @property
+    def shape(self):
+        return (len(self.lengths),)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @property
+    def columns(self):
+        """The feature columns (the time column left out)."""
+        return [c for c in self.frame.columns if c != self.time_column]
+
+    def __getitem__(self, key):
+        if isinstance(key, numbers.Integral):
+            start, stop = self.offsets[key], self.offsets[key + 1]
+            return self.frame.iloc[start:stop]
+        index = np.arange(len(self))[key]
+        lengths = self.lengths[index]
+        starts = self.offsets[:-1][index]
+        rows = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+            int(lengths.sum())
+        )
+        return SequenceFrame(
+            self.frame.iloc[rows].reset_index(drop=True),
+            lengths,
+            None if self.ids is None else self.ids[index],
+            self.time_column,
+        )
+
+    def __iter__(self):
+        for position in range(len(self)):
+            yield self[position]
+
+    def to_frames(self):
+        """One DataFrame per sequence, indexed by the time column if any."""
+        frames = list(self)
+        if self.time_column is None:
+            return [frame.reset_index(drop=True) for frame in frames]
+        return [frame.set_index(self.time_column) for frame in frames]
+
+    def __repr__(self):
+        return (
+            f"SequenceFrame({len(self)} sequences, {len(self.frame)} rows, "
+            f"columns={self.columns})"
+        )
+
+
+# ---------------------------------------------------------------------------
+@dataclass
+class Layout:
+    """Which input columns are what, fixed in ``fit``.
+
+    ``columns`` are the input's column names (DataFrames) or positions
+    (arrays); the other lists hold positions into ``columns``.
+    """
+
+    columns: list
+    numeric: list = field(default_factory=list)
+    categorical: list = field(default_factory=list)
+    static_numeric: list = field(default_factory=list)
+    static_categorical: list = field(default_factory=list)
+    time_deltas: bool = False
+    kinds: list = field(default_factory=list)
+
+    def to_dict(self):
+        return {
+            "columns": list(self.columns),
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "static_numeric": list(self.static_numeric),
+            "static_categorical": list(self.static_categorical),
+            "time_deltas": bool(self.time_deltas),
+            "kinds": list(self.kinds),
+        }
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+    @property
+    def categorical_columns(self):
+        """Positions of every categorical column, step ones first."""
+        return list(self.categorical) + list(self.static_categorical)
+
+
+def is_tabular_input(X, categorical_features, static_features):
+    """Whether ``X`` needs the tabular path rather than the numeric one."""
+    if isinstance(X, SequenceFrame):
+        return True
+    if isinstance(X, (list, tuple)) and len(X) and hasattr(X[0], "dtypes"):
+        return hasattr(X[0], "columns")  # a list of DataFrames
+    if categorical_features not in (None, "from_dtype") or static_features:
+        return True
+    if isinstance(X, (list, tuple)) and len(X):
+        first = np.asarray(X[0]) if not hasattr(X[0], "dtype") else X[0]
+        return getattr(first.dtype, "kind", "f") in "OUSb"
+    kind = getattr(getattr(X, "dtype", None), "kind", "f")
+    return kind in "OUS"
+
+
+def _column_kind(dtype):
+    """ "categorical" or "numeric", from a column's dtype."""
+    kind = getattr(dtype, "kind", "O")
+    name = str(dtype)
+    if name in ("category", "bool", "boolean") or name.startswith("string"):
+        return "categorical"
+    if kind in "OUSb":
+        return "categorical"
+    if kind in "mM":
+        raise ValueError(
+            f"a column holds {dtype} values: give times as the time column "
+            "(time_column in from_long_format, or the DataFrame's index) "
+            "or convert them to numbers first."
+        )
+    if kind == "c":
+        raise ValueError("a column holds complex values; split them first.")
+    return "numeric"
+
+
+def _select(spec, columns, name):
+    """Positions in ``columns`` named by ``spec`` (names, ints or a mask)."""
+    if spec is None:
+        return []
+    if isinstance(spec, (str, numbers.Integral)):
+        spec = [spec]
+    spec = list(spec)
+    if spec and all(isinstance(s, (bool, np.bool_)) for s in spec):
+        if len(spec) != len(columns):
+            raise ValueError(
+                f"{name} is a boolean mask of {len(spec)} entries but the "
+                f"input has {len(columns)} features."
+            )
+        return [i for i, keep in enumerate(spec) if keep]
+    positions = []
+    for item in spec:
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            if not -len(columns) <= item < len(columns):
+                raise ValueError(
+                    f"{name} names feature {item}, but the input has "
+                    f"{len(columns)} features."
+                )
+            positions.append(int(item) % len(columns))
+        elif item in columns:
+            positions.append(columns.index(item))
+        else:
+            raise ValueError(
+                f"{name} names {item!r}, which is not a column of X; its "
+                f"columns are {columns}."
+            )
+    return sorted(set(positions))
+
+
+def resolve_layout(raw, categorical_features, static_features, time_deltas):
+    """The :class:`Layout` of ``raw`` (see :func:`read_columns`) for ``fit``."""
+    columns = raw.columns
+    kinds = []
+    for column, values in zip(columns, raw.values, strict=True):
+        try:
+            kinds.append(_column_kind(values.dtype))
+        except ValueError as exc:
+            raise ValueError(f"Column {column!r} of X: {exc}") from None
+    if categorical_features in (None, "from_dtype"):
+        categorical = [i for i, kind in enumerate(kinds) if kind == "categorical"]
+    else:
+        categorical = _select(categorical_features, columns, "categorical_features")
+        for i, kind in enumerate(kinds):
+            if kind == "categorical" and i not in categorical:
+                raise ValueError(
+                    f"Column {columns[i]!r} of X holds non-numeric values "
+                    f"(dtype {raw.values[i].dtype}) but categorical_features "
+                    "does not name it. Name it there, or encode it as "
+                    "numbers; strings are never read as numbers."
+                )
+    static = _select(static_features, columns, "static_features")
+    if time_deltas == "auto":
+        time_deltas = raw.times is not None
+    elif time_deltas and raw.times is None:
+        raise ValueError(
+            "time_deltas=True needs the time of each step: pass a "
+            "SequenceFrame with a time_column (from_long_format(..., "
+            "as_frame=True)) or DataFrames indexed by time."
+        )
+    layout = Layout(
+        columns=list(columns),
+        numeric=[i for i in range(len(columns)) if i not in categorical + static],
+        categorical=[i for i in categorical if i not in static],
+        static_numeric=[i for i in static if i not in categorical],
+        static_categorical=[i for i in static if i in categorical],
+        time_deltas=bool(time_deltas),
+        kinds=[
+            "categorical" if i in categorical else "numeric"
+            for i in range(len(columns))
+        ],
+    )
+    if not (layout.numeric or layout.categorical or layout.time_deltas):
+        raise ValueError(
+            "Every feature of X is static: a sequence needs at least one "
+            "feature that varies over time."
+        )
+    return layout
+
+
+# ---------------------------------------------------------------------------
+@dataclass
+class RawColumns:
+    """The input as long columns: every step of every sequence, in order."""
+
+    columns: list
+    values: list  # one array (n_rows,) per column
+    lengths: np.ndarray
+    times: np.ndarray | None = None  # float seconds (or numbers), per row
+    frames: bool = False  # whether the input had column names
+
+    @property
+    def offsets(self):
+        return np.concatenate([[0], np.cumsum(self.lengths)])
+
+
+def read_columns(X):
+    """Read tabular input into :class:`RawColumns`, or raise a clear error."""
+    raw = _read(X)
+    for column, values in zip(raw.columns, raw.values, strict=True):
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            _check_scalars(values, column)
+    return raw
+
+
+_SCALARS = (str, bytes, numbers.Number, np.generic, type(None))
+
+
+def _check_scalars(values, column):
+    """Categories are single values: strings, numbers, booleans or missing."""
+    bad = next((v for v in values if not isinstance(v, _SCALARS)), _SCALARS)
+    if bad is not _SCALARS:
+        raise TypeError(
+            f"Column {column!r} of X holds a {type(bad).__name__}: every "
+            "value of X is a number or a category, so its argument must be a "
+            "string or a number (or a boolean, or None/NaN for missing)."
+        )
+
+
+def _read(X):
+    if isinstance(X, SequenceFrame):
+        frame = X.frame
+        columns = X.columns
+        times = None if X.time_column is None else _times(frame[X.time_column])
+        return RawColumns(
+            columns,
+            [_column_values(frame[c]) for c in columns],
+            X.lengths,
+            times,
+            frames=True,
+        )
+    if isinstance(X, (list, tuple)) and len(X) and hasattr(X[0], "columns"):
+        return _read_frames(X)
+    return _read_arrays(X)
+
+
+def _column_values(series):
+    """A pandas column as a numpy array, keeping what its dtype means."""
+    name = str(series.dtype)
+    if name == "category":
+        return series.array  # a Categorical: codes are reused when encoding
+    if name in ("bool", "boolean") or name.startswith("string") or name == "object":
+        return series.to_numpy(dtype=object)
+    return series.to_numpy()
+
+
+def _times(values):
+    """Times as float seconds (datetimes) or floats (numbers)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "M":
+        return array.astype("datetime64[ns]").astype(np.int64) / 1e9
+    if array.dtype.kind == "m":
+        return array.astype("timedelta64[ns]").astype(np.int64) / 1e9
+    if array.dtype.kind in "iuf":
+        return array.astype(np.float64)
+    return None
+
+
+def _read_frames(frames):
+    import pandas as pd
+
+    first = frames[0]
+    columns = list(first.columns)
+    for index, frame in enumerate(frames):
+        if not hasattr(frame, "columns"):
+            raise TypeError(
+                f"X[{index}] is a {type(frame).__name__}, but X[0] is a "
+                "DataFrame: pass one DataFrame per sequence."
+            )
+        if list(frame.columns) != columns:
+            missing = [c for c in columns if c not in frame.columns]
+            extra = [c for c in frame.columns if c not in columns]
+            raise ValueError(
+                f"X[{index}] has columns {list(frame.columns)} but X[0] has "
+                f"{columns} (missing {missing}, extra {extra}). Every "
+                "sequence must have the same columns in the same order."
+            )
+        if len(frame) == 0:
+            raise ValueError(
+                f"Sequence X[{index}] is empty (0 time steps). Remove empty "
+                "sequences or give them at least one time step."
+            )
+    whole = pd.concat(frames, ignore_index=False)
+    lengths = np.fromiter((len(f) for f in frames), np.int64, len(frames))
+    index = first.index
+    has_time = isinstance(index, pd.DatetimeIndex) or (
+        not isinstance(index, pd.RangeIndex) and index.dtype.kind in "iuf"
+    )
+    times = _times(whole.index) if has_time else None
+    values = []
+    for column in columns:
+        # Frames whose category sets differ concatenate to object: either
+        # way the values are what is encoded.
+        values.append(_column_values(whole[column]))
+    return RawColumns(columns, values, lengths, times, frames=True)
+
+
+def _read_arrays(X):
+    if isinstance(X, (list, tuple)):
+        items = []
+        for index, item in enumerate(X):
+            array = np.asarray(item)
+            if array.ndim == 1:
+                array = array[:, None]
+            if array.ndim != 2:
+                raise ValueError(
+                    f"Sequence X[{index}] has {array.ndim} dimensions; each "
+                    "sequence must be (n_timesteps, n_features) or "
+                    "(n_timesteps,)."
+                )
+            if len(array) == 0:
+                raise ValueError(
+                    f"Sequence X[{index}] is empty (0 time steps). Remove "
+                    "empty sequences or give them at least one time step."
+                )
+            items.append(array)
+        widths = {a.shape[1] for a in items}
+        if len(widths) > 1:
+            raise ValueError(
+                "Sequences have different numbers of features; every "
+                "sequence must have the same features at every time step."
+            )
+        lengths = np.fromiter((len(a) for a in items), np.int64, len(items))
+        kinds = {a.dtype.kind for a in items}
+        flat = np.concatenate(items, dtype=object if len(kinds) > 1 else None)
+    else:
+        array = np.asarray(X)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.ndim != 3:
+            raise ValueError(
+                f"Expected a 3-D array or a list of sequences, got shape {array.shape}."
+            )
+        lengths = np.full(array.shape[0], array.shape[1], dtype=np.int64)
+        flat = array.reshape(-1, array.shape[2])
+    columns = list(range(flat.shape[1]))
+    values = []
+    for column in columns:
+        values.append(_narrowed(flat[:, column]))
+    return RawColumns(columns, values, lengths, None, frames=False)
+
+
+def _narrowed(values):
+    """An object column of numbers only becomes numeric; strings stay."""
+    if values.dtype != object:
+        return values
+    if all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values[:1000]
+    ):
+        try:
+            return values.astype(np.float64)
+        except (TypeError, ValueError):
+            return values
+    return values
+
+
+# ---------------------------------------------------------------------------
+def embedding_size(n_codes):
+    """Embedding width for a feature with ``n_codes`` codes.
+
+    Grows with the cardinality but slower than it (``1.6 * n**0.56``, the
+    rule fastai uses for tabular embeddings), between 2 and 32.
+    """
+    return int(min(32, max(2, round(1.6 * n_codes**0.56))))
+
+
+def learn_categories(values, min_frequency):
+    """The categories of one column seen at least ``min_frequency`` times."""
+    missing = _missing(values)
+    present = np.asarray(values, dtype=object)[~missing] if missing.any() else values
+    try:
+        import pandas as pd
+
+        counts = pd.Series(np.asarray(present, dtype=object)).value_counts(sort=False)
+        frequent = counts.index[counts.to_numpy() >= min_frequency].to_list()
+    except ImportError:  # pragma: no cover - pandas ships with scikit-learn
+        uniques, counts = np.unique(np.asarray(present), return_counts=True)
+        frequent = uniques[counts >= min_frequency].tolist()
+    frequent = [v.item() if isinstance(v, np.generic) else v for v in frequent]
+    try:
+        frequent = sorted(frequent)
+    except TypeError:
+        frequent = sorted(frequent, key=lambda v: (type(v).__name__, str(v)))
+    return np.array(frequent, dtype=object)
+
+
+def _missing(values):
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
+        return np.zeros(len(values), bool)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return np.isnan(values)
+    try:
+        import pandas as pd
+
+        return np.asarray(pd.isna(values), dtype=bool)
+    except ImportError:  # pragma: no cover
+        return np.array([v is None or v != v for v in values], dtype=bool)
+
+
+def encode(values, categories):
+    """Integer codes of ``values`` given the fitted ``categories``."""
+    missing = _missing(values)
+    try:
+        import pandas as pd
+
+        positions = pd.Index(list(categories), dtype=object).get_indexer(values)
+        codes = positions.astype(np.int64) + N_RESERVED_CODES
+        codes[positions < 0] = UNKNOWN_CODE
+    except (ImportError, TypeError, ValueError):
+        lookup = {value: code for code, value in enumerate(categories)}
+        codes = np.fromiter(
+            (lookup.get(v, -N_RESERVED_CODES) for v in values), np.int64, len(values)
+        )
+        codes += N_RESERVED_CODES
+    codes[missing] = MISSING_CODE
+    return codes
+
+
+# ---------------------------------------------------------------------------
+def scatter(values, lengths, fill=0):
+    """Long rows ``(n_rows, ...)`` into a padded ``(n, max_len, ...)`` array."""
+    n_samples = len(lengths)
+    padded = np.full(
+        (n_samples, int(lengths.max())) + values.shape[1:], fill, values.dtype
+    )
+    rows = np.repeat(np.arange(n_samples), lengths)
+    starts = np.cumsum(lengths) - lengths
+    steps = np.arange(len(values)) - np.repeat(starts, lengths)
+    padded[rows, steps] = values
+    return padded
+
+
+def _as_float(values, column):
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Column {column!r} of X was numeric in fit but holds non-numeric "
+            "values now. Pass the same kind of values as during fit."
+        ) from None
+    if np.isinf(array).any():
+        raise ValueError(
+            f"Column {column!r} of X contains infinity. Clip or rescale the "
+            "data first (NaN is allowed: a missing value)."
+        )
+    return array
+
+
+def static_rows(values, lengths, column):
+    """The per-sequence value of a static column; error if it varies."""
+    starts = np.cumsum(lengths) - lengths
+    first = values[starts]
+    repeated = np.repeat(first, lengths)
+    missing = _missing(values)
+    first_missing = np.repeat(missing[starts], lengths)
+    with np.errstate(invalid="ignore"):
+        differs = (missing != first_missing) | (
+            ~missing & ~first_missing & (np.asarray(values != repeated, dtype=bool))
+        )
+    if differs.any():
+        row = int(np.argmax(differs))
+        sequence = int(np.searchsorted(np.cumsum(lengths), row, side="right"))
+        raise ValueError(
+            f"static_features names {column!r}, but it varies within sequence "
+            f"{sequence} (X[{sequence}]). A static feature must be constant "
+            "within each sequence; leave it out of static_features."
+        )
+    return first
+
+
+def time_deltas_of(times, lengths):
+    """Time since the previous step, per row; 0 at each sequence's start.
+
+    Compressed by ``log1p`` so that gaps of seconds and of months stay on
+    comparable scales.
+    """
+    gaps = np.diff(times, prepend=times[:1])
+    starts = np.cumsum(lengths) - lengths
+    gaps[starts] = 0.0
+    return np.log1p(np.abs(gaps)) * np.sign(gaps)
+
+
+def check_columns(estimator_name, layout, raw):
+    """Columns at predict must be the fitted ones, with the same kinds."""
+    if list(raw.columns) != list(layout.columns):
+        missing = [c for c in layout.columns if c not in raw.columns]
+        unknown = [c for c in raw.columns if c not in layout.columns]
+        raise ValueError(
+            f"X has columns {list(raw.columns)}, but {estimator_name} was "
+            f"fitted with {list(layout.columns)} (unknown: {unknown}, "
+            f"missing: {missing}). Pass the columns seen during fit, in order."
+        )
+    for column, kind, values in zip(raw.columns, layout.kinds, raw.values, strict=True):
+        now = _column_kind(values.dtype)
+        if kind == "numeric" and now == "categorical":
+            raise ValueError(
+                f"Column {column!r} of X has dtype {values.dtype} now but was "
+                "numeric during fit. Pass the same dtypes as during fit."
+            )
+
+
+def to_tabular_sequences(
+    X, layout, categories, *, dtype, min_frequency=None, estimator_name="estimator"
+):
+    """Tabular input as :class:`~sklstm._sequences.Sequences`.
+
+    In ``fit`` pass ``categories=None`` and a ``min_frequency``: the
+    categories are learned and returned; afterwards pass the fitted ones.
+    Returns ``(sequences, categories)``.
+    """
+    raw = read_columns(X)
+    check_columns(estimator_name, layout, raw)
+    if categories is None:
+        categories = [
+            learn_categories(raw.values[i], min_frequency)
+            for i in layout.categorical_columns
+        ]
+    columns = layout.columns
+    lengths = raw.lengths
+    numeric = [_as_float(raw.values[i], columns[i]) for i in layout.numeric]
+    if layout.time_deltas:
+        if raw.times is None:
+            raise ValueError(
+                "This estimator was fitted with the time between steps "
+                "(time_deltas), but X carries no times: pass a SequenceFrame "
+                "with its time_column or DataFrames indexed by time."
+            )
+        numeric.append(time_deltas_of(raw.times, lengths))
+    n_rows = int(lengths.sum())
+    step_values = (
+        np.stack(numeric, axis=1) if numeric else np.zeros((n_rows, 0))
+    ).astype(dtype)
+    fitted = dict(zip(layout.categorical_columns, categories, strict=True))
+    codes = None
+    if layout.categorical:
+        step_codes = np.stack(
+            [encode(raw.values[i], fitted[i]) for i in layout.categorical], axis=1
+        )
+        codes = scatter(step_codes, lengths, fill=UNKNOWN_CODE)
+    static = None
+    if layout.static_numeric:
+        static = np.stack(
+            [
+                _as_float(static_rows(raw.values[i], lengths, columns[i]), columns[i])
+                for i in layout.static_numeric
+            ],
+            axis=1,
+        ).astype(dtype)
+    static_codes = None
+    if layout.static_categorical:
+        static_codes = np.stack(
+            [
+                encode(static_rows(raw.values[i], lengths, columns[i]), fitted[i])
+                for i in layout.static_categorical
+            ],
+            axis=1,
+        )
+    sequences = Sequences(
+        scatter(step_values, lengths),
+        lengths,
+        ragged=not isinstance(X, np.ndarray),
+        codes=codes,
+        static=static,
+        static_codes=static_codes,
+        n_columns=len(columns),
+        feature_names=(
+            np.array(columns, dtype=object)
+            if raw.frames and all(isinstance(c, str) for c in columns)
+            else None
+        ),
+    )
+    return sequences, categories
+
+
+def from_long_format(
+    frame, *, id_column, time_column, feature_columns=None, as_frame=False
+):
+    """Split a long-format DataFrame into one sequence per id.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (id, time step).
+    id_column : str
+        Column naming the sequence each row belongs to.
+    time_column : str
+        Column used to order the steps within a sequence.
+    feature_columns : list of str, default=None
+        Columns holding the values; all other columns when None.
+    as_frame : bool, default=False
+        False: numeric feature columns as a list of arrays. True: a
+        :class:`~sklstm.SequenceFrame`, the compact form that keeps every
+        column's dtype (categorical, string, boolean, numeric with missing
+        values) and the time column, from which the estimators can derive
+        the time between steps; ``list(sequence_frame)`` or its
+        ``to_frames()`` gives one DataFrame per sequence.
+
+    Returns
+    -------
+    sequences : list of ndarray of shape (n_timesteps_i, n_features), or
+        SequenceFrame
+        In the order the ids are first seen in ``frame``.
+    ids : ndarray
+        The id of each sequence.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklstm import from_long_format
+    >>> frame = pd.DataFrame({"id": [1, 1, 2], "t": [0, 1, 0], "v": [.5, .6, .7]})
+    >>> sequences, ids = from_long_format(frame, id_column="id", time_column="t")
+    >>> [s.shape for s in sequences], ids.tolist()
+    ([(2, 1), (1, 1)], [1, 2])
+    >>> frame["shop"] = ["a", "b", "a"]
+    >>> sequences, ids = from_long_format(
+    ...     frame, id_column="id", time_column="t", as_frame=True
+    ... )
+    >>> sequences
+    SequenceFrame(2 sequences, 3 rows, columns=['v', 'shop'])
+    """
+    import pandas as pd
+
+    if not hasattr(frame, "groupby"):
+        raise TypeError(
+            f"frame must be a pandas DataFrame, got {type(frame).__name__}."
+        )
+    for column in (id_column, time_column):
+        if column not in frame.columns:
+            raise ValueError(
+                f"Column {column!r} is not in the DataFrame; its columns are "
+                f"{list(frame.columns)}."
+            )
+    if feature_columns is None:
+        feature_columns = [
+            c for c in frame.columns if c not in (id_column, time_column)
+        ]
+    elif isinstance(feature_columns, str) or not hasattr(feature_columns, "__iter__"):
+        feature_columns = [feature_columns]
+    feature_columns = list(feature_columns)
+    try:
+        missing = [c for c in feature_columns if c not in frame.columns]
+    except TypeError:
+        raise TypeError(
+            f"feature_columns={feature_columns!r} must be a list of column names."
+        ) from None
+    if missing or not feature_columns:
+        raise ValueError(
+            f"feature_columns {missing or feature_columns} are missing or "
+            f"empty; the DataFrame has columns {list(frame.columns)}."
+        )
+    _check_long_frame(
+        frame, id_column, time_column, feature_columns, numeric_only=not as_frame
+    )
+    # One sort, by the rank of each id's first appearance and then by time:
+    # sequences come out in the order their ids are first seen.
+    rank, ids = pd.factorize(frame[id_column], sort=False)
+    keys = pd.DataFrame({"rank": rank, "time": frame[time_column].to_numpy()})
+    order = keys.sort_values(["rank", "time"], kind="stable").index.to_numpy()
+    lengths = np.bincount(rank, minlength=len(ids))
+    ids = np.asarray(ids)
+    if as_frame:
+        ordered = frame[feature_columns + [time_column]].take(order)
+        return (
+            SequenceFrame(
+                ordered.reset_index(drop=True), lengths, ids, time_column=time_column
+            ),
+            ids,
+        )
+    values = frame[feature_columns].to_numpy()[order]
+    return np.split(values, np.cumsum(lengths)[:-1]), ids
+
+
+def _check_long_frame(frame, id_column, time_column, feature_columns, numeric_only):
+    """Checks whose failure would otherwise give wrong or unordered sequences."""
+    if len(frame) == 0:
+        raise ValueError("frame has no rows: there are no sequences to build.")
+    for column in (id_column, time_column):
+        if frame[column].isna().any():
+            raise ValueError(
+                f"Column {column!r} has {int(frame[column].isna().sum())} "
+                "missing values; every row needs a sequence id and a time "
+                "to be placed. Drop or fill those rows first."
+            )
+    non_numeric = [
+        column
+        for column in feature_columns
+        if getattr(frame[column].dtype, "kind", "O") not in "biuf"
+    ]
+    if non_numeric and numeric_only:
+        raise ValueError(
+            f"feature_columns {non_numeric} are not numeric. Pass "
+            "as_frame=True to keep them as categorical features (the "
+            "estimators embed them), or leave them out of feature_columns."
+        )
+    duplicated = frame.duplicated([id_column, time_column])
+    if duplicated.any():
+        first = frame.loc[duplicated, [id_column, time_column]].iloc[0].tolist()
+        raise ValueError(
+            f"{int(duplicated.sum())} rows repeat an ({id_column!r}, "
+            f"{time_column!r}) pair, e.g. {first}: the order of those steps "
+            "is ambiguous. Aggregate or drop duplicate rows first."
+        )
+
+
+__all__ = [
+    "Layout",
+    "RawColumns",
+    "SequenceFrame",
+    "embedding_size",
+    "encode",
+    "from_long_format",
+    "learn_categories",
+    "read_columns",
+    "resolve_layout",
+    "scatter",
+    "static_rows",
+    "time_deltas_of",
+]
