@@ -20,6 +20,7 @@ from ._targets import (
     pad_flat,
     valid_step_mask,
 )
+from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
 def _softmax(logits):
@@ -290,7 +291,13 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         return correct / total
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Train for one epoch on ``(X, y)``, continuing from earlier calls.
 
         Parameters
@@ -323,7 +330,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
                 )
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: SequencesLike) -> Predictions:
         """Class probabilities.
 
         Parameters
@@ -343,7 +350,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             return self._per_step_structure(proba, sequences)
         return proba
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predicted labels, taken from ``classes_``.
 
         Parameters
@@ -363,7 +370,12 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             return self._per_step_structure(labels, sequences)
         return labels
 
-    def score(self, X, y, sample_weight=None):
+    def score(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> float:
         """Mean accuracy; per time step, ignoring padding, in sequence mode.
 
         Parameters

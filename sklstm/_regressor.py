@@ -17,6 +17,7 @@ from ._targets import (
     pad_flat,
     valid_step_mask,
 )
+from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
 @fill_doc
@@ -271,7 +272,12 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         return float((1 - residual / spread).mean())
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Train for one epoch on ``(X, y)``, continuing from earlier calls.
 
         Parameters
@@ -290,7 +296,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predicted targets.
 
         Parameters
@@ -312,7 +318,12 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             return self._per_step_structure(values, sequences)
         return values
 
-    def score(self, X, y, sample_weight=None):
+    def score(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> float:
         """R^2 of the predictions; over all valid steps in sequence mode.
 
         Parameters

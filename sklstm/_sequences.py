@@ -9,7 +9,9 @@ row. Nothing downstream ever looks at the original container again.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +21,11 @@ from sklearn.utils.validation import (
     _get_feature_names,
     check_array,
 )
+
+from ._typing import ArrayLike
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
 
@@ -398,7 +405,9 @@ def check_features(estimator, X, sequences):
         )
 
 
-def from_channels_first(X):
+def from_channels_first(
+    X: ArrayLike | Sequence[ArrayLike],
+) -> np.ndarray | list[np.ndarray]:
     """Convert aeon/sktime series to sklstm's time-major layout.
 
     aeon and sktime store collections as ``(n_cases, n_channels,
@@ -467,7 +476,13 @@ def from_channels_first(X):
     return array.transpose(0, 2, 1)
 
 
-def from_long_format(frame, *, id_column, time_column, feature_columns=None):
+def from_long_format(
+    frame: pd.DataFrame,
+    *,
+    id_column: Hashable,
+    time_column: Hashable,
+    feature_columns: Hashable | Sequence[Hashable] | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Split a long-format DataFrame into one sequence per id.
 
     Parameters

@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._typing import Estimator, FileLike
+
 FORMAT_NAME = "sklstm-model"
 FORMAT_VERSION = 1
 
@@ -130,7 +132,7 @@ def _decode(value):
 
 
 # ---------------------------------------------------------------------------
-def save(estimator, path):
+def save(estimator: Estimator, path: FileLike) -> None:
     """Save a fitted estimator to ``path`` without pickle.
 
     See :meth:`LSTMClassifier.save`; this is the function behind it.
@@ -254,7 +256,7 @@ def _write_archive(path, metadata, weights):
 
 
 # ---------------------------------------------------------------------------
-def load(path, *, device=None):
+def load(path: FileLike, *, device: str | None = None) -> Estimator:
     """Load an estimator saved with ``save``, without running code from it.
 
     The file is read as a zip archive of JSON and safetensors data; nothing in
