@@ -82,7 +82,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     n_features_in_ : int
         Features seen during fit: per time step for sequences, columns for a
         2-D table.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame with string column names.
     n_iter_ : int
         Epochs trained.
@@ -360,9 +360,10 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,), or per step ``(n_samples,
-            n_timesteps)`` (a list of arrays for a list input) when
-            ``output_mode="sequence"``.
+        y : ndarray of shape (n_samples,), or per step \
+                (n_samples, n_timesteps)
+            Predicted labels; per time step (a list of arrays for a list
+            input) when ``output_mode="sequence"``.
         """
         sequences, outputs = self._outputs(X)
         labels = self.classes_[outputs.argmax(axis=-1)]

@@ -68,7 +68,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     n_features_in_ : int
         Features seen during fit: per time step for sequences, columns for a
         2-D table.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame with string column names.
     n_outputs_ : int
         Targets per sequence (or per step).

@@ -135,7 +135,7 @@ def _decode(value):
 def save(estimator: Estimator, path: FileLike) -> None:
     """Save a fitted estimator to ``path`` without pickle.
 
-    See :meth:`LSTMClassifier.save`; this is the function behind it.
+    See :meth:`sklstm.LSTMClassifier.save`; this is the function behind it.
     """
     check_is_fitted(estimator)
     classes = _estimator_classes()
