@@ -37,10 +37,12 @@ templates_path = ["_templates"]
 # Every cross-reference must resolve: a broken one is a warning, and the
 # build runs with -W, so it fails.
 nitpicky = True
-# References into other projects cannot be resolved offline (no intersphinx:
-# CI has no network), so they alone are let through; they come from the
-# docstrings sklstm inherits from scikit-learn.
-nitpick_ignore_regex = [(r"py:.*", r"(sklearn|numpy|pandas|torch|skorch|matplotlib)\..*")]
+# References into other projects cannot be resolved without intersphinx,
+# which needs their sites (CI reaches none), so they alone are let through;
+# they come from the docstrings sklstm inherits from scikit-learn.
+nitpick_ignore_regex = [
+    (r"py:.*", r"(sklearn|numpy|pandas|torch|skorch|matplotlib)\..*")
+]
 # The numpydoc sections carry the types; signatures stay short and readable.
 autodoc_typehints = "none"
 autodoc_default_options = {"member-order": "groupwise"}
