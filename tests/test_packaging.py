@@ -7,6 +7,7 @@ extras, where the README's quick start must run.
 
 import inspect
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,7 +155,9 @@ def installed_wheel(tmp_path_factory):
     # the source tree.
     workdir = folder / "run"
     workdir.mkdir()
-    return python, workdir
+    yield python, workdir
+    # The environment holds about 1 GB (torch); pytest would keep it.
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_wheel_installs_into_a_clean_environment(installed_wheel):
