@@ -13,6 +13,9 @@ takes them as they are, a list of ``(n_timesteps_i, 12)`` arrays: no
 padding, truncating or resampling by hand. Run with::
 
     python examples/plot_japanese_vowels.py
+
+Like every example, it saves its figure in the current working directory,
+named after the script: ``plot_japanese_vowels.png``.
 """
 
 # %%
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: the figure is saved next to this script
+matplotlib.use("Agg")  # headless: the figure is saved, not shown
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -81,6 +84,6 @@ right.set_xlabel("utterance length (frames)")
 right.set_ylabel("test accuracy")
 right.set_title("Accuracy by sequence length")
 figure.tight_layout()
-output = Path(__file__).with_suffix(".png")
+output = Path("plot_japanese_vowels.png")  # in the current working directory
 figure.savefig(output, dpi=100)
-print(f"figure saved to {output}")
+print(f"figure saved to {output.resolve()}")

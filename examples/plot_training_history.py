@@ -1,12 +1,15 @@
 """
-===================================
+=====================================
 Watching training with early stopping
-===================================
+=====================================
 
 Fit an :class:`~sklstm.LSTMClassifier` with early stopping, look at how the
 training loss and the validation accuracy evolved with
 :class:`~sklstm.HistoryDisplay`, then keep the model with
 :meth:`~sklstm.LSTMClassifier.save` and load it back with :func:`sklstm.load`.
+
+Like every example, it saves its figure in the current working directory,
+named after the script: ``plot_training_history.png``.
 """
 
 # %%
@@ -64,7 +67,7 @@ print(f"{clf.n_iter_} epochs, test accuracy {clf.score(X_test, y_test):.2f}")
 display = HistoryDisplay.from_estimator(clf)
 display.ax_.set_title("LSTMClassifier on noisy sine waves")
 display.figure_.tight_layout()
-display.figure_.savefig("plot_training_history.png", dpi=100)
+display.figure_.savefig("plot_training_history.png", dpi=100)  # working directory
 
 # %%
 # Keeping the model

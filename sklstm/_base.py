@@ -51,6 +51,7 @@ from ._trainer import (
     predict_outputs,
     train,
 )
+from ._typing import ArrayLike, FileLike, PathLike, Self, SequencesLike, TargetsLike
 
 # Prediction runs in large batches: no gradients are kept, so memory allows it
 # and per-batch overhead vanishes. This is the CPU's; GPUs take larger ones
@@ -262,7 +263,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Train the network on sequences ``X`` and targets ``y``.
 
         Parameters
@@ -809,7 +815,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     # Saving and export: thin entry points to sklstm._model_file and
     # sklstm._onnx, which hold the logic (the ONNX exporter loads only when
     # asked for).
-    def save(self, path):
+    def save(self, path: FileLike) -> None:
         """Save the fitted estimator to a file that loads without pickle.
 
         The file is a zip archive of JSON (format version, parameters,
@@ -842,7 +848,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """
         write_model_file(self, path)
 
-    def to_onnx(self, path):
+    def to_onnx(self, path: PathLike) -> None:
         """Export the fitted network to an ONNX file, for use without torch.
 
         The graph's input ``X`` is a float32 array ``(batch, time,

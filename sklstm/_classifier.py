@@ -20,6 +20,7 @@ from ._targets import (
     pad_flat,
     valid_step_mask,
 )
+from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
 def _softmax(logits):
@@ -86,7 +87,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     n_features_in_ : int
         Features seen during fit: per time step for sequences, columns for a
         2-D table.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame with string column names.
     n_iter_ : int
         Epochs trained.
@@ -305,7 +306,13 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         return correct / total
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Train for one epoch on ``(X, y)``, continuing from earlier calls.
 
         Parameters
@@ -338,7 +345,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
                 )
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: SequencesLike) -> Predictions:
         """Class probabilities.
 
         Parameters
@@ -358,7 +365,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             return self._per_step_structure(proba, sequences)
         return proba
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predicted labels, taken from ``classes_``.
 
         Parameters
@@ -368,9 +375,10 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,), or per step ``(n_samples,
-            n_timesteps)`` (a list of arrays for a list input) when
-            ``output_mode="sequence"``.
+        y : ndarray of shape (n_samples,), or per step \
+                (n_samples, n_timesteps)
+            Predicted labels; per time step (a list of arrays for a list
+            input) when ``output_mode="sequence"``.
         """
         sequences, outputs = self._outputs(X)
         labels = self.classes_[outputs.argmax(axis=-1)]
@@ -378,7 +386,12 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             return self._per_step_structure(labels, sequences)
         return labels
 
-    def score(self, X, y, sample_weight=None):
+    def score(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> float:
         """Mean accuracy; per time step, ignoring padding, in sequence mode.
 
         Parameters

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
+
+from ._typing import ArrayLike, Estimator, Self
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def _pyplot():
@@ -12,7 +19,7 @@ def _pyplot():
     except ImportError as exc:
         raise ImportError(
             "HistoryDisplay needs matplotlib. Install it with "
-            'pip install "sklstm[examples]" (or pip install matplotlib).'
+            'pip install "sklstm[plot]" (or pip install matplotlib).'
         ) from exc
     return plt
 
@@ -39,7 +46,7 @@ class HistoryDisplay:
     goes on the left axis, the validation score (when there is one) on a
     twin right axis, and a dashed vertical line marks the best epoch.
 
-    Needs matplotlib (``pip install "sklstm[examples]"``).
+    Needs matplotlib (``pip install "sklstm[plot]"``).
 
     Parameters
     ----------
@@ -85,8 +92,12 @@ class HistoryDisplay:
     """
 
     def __init__(
-        self, loss_curve, validation_scores=None, best_epoch=None, estimator_name=None
-    ):
+        self,
+        loss_curve: ArrayLike,
+        validation_scores: ArrayLike | None = None,
+        best_epoch: int | None = None,
+        estimator_name: str | None = None,
+    ) -> None:
         self.loss_curve = loss_curve
         self.validation_scores = validation_scores
         self.best_epoch = best_epoch
@@ -117,7 +128,13 @@ class HistoryDisplay:
             )
         return loss, scores, best
 
-    def plot(self, ax=None, *, loss_kwargs=None, score_kwargs=None):
+    def plot(
+        self,
+        ax: Axes | None = None,
+        *,
+        loss_kwargs: dict[str, Any] | None = None,
+        score_kwargs: dict[str, Any] | None = None,
+    ) -> Self:
         """Draw the history.
 
         Parameters
@@ -180,7 +197,9 @@ class HistoryDisplay:
         return self
 
     @classmethod
-    def from_estimator(cls, estimator, *, ax=None, **kwargs):
+    def from_estimator(
+        cls, estimator: Estimator, *, ax: Axes | None = None, **kwargs: Any
+    ) -> Self:
         """Plot the training history of a fitted sklstm estimator.
 
         Parameters

@@ -17,6 +17,7 @@ from ._targets import (
     pad_flat,
     valid_step_mask,
 )
+from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
 @fill_doc
@@ -72,7 +73,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     n_features_in_ : int
         Features seen during fit: per time step for sequences, columns for a
         2-D table.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names, when ``X`` was a DataFrame with string column names.
     n_outputs_ : int
         Targets per sequence (or per step).
@@ -286,7 +287,12 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         return float((1 - residual / spread).mean())
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> Self:
         """Train for one epoch on ``(X, y)``, continuing from earlier calls.
 
         Parameters
@@ -305,7 +311,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: SequencesLike) -> Predictions:
         """Predicted targets.
 
         Parameters
@@ -327,7 +333,12 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             return self._per_step_structure(values, sequences)
         return values
 
-    def score(self, X, y, sample_weight=None):
+    def score(
+        self,
+        X: SequencesLike,
+        y: TargetsLike,
+        sample_weight: ArrayLike | None = None,
+    ) -> float:
         """R^2 of the predictions; over all valid steps in sequence mode.
 
         Parameters

@@ -9,7 +9,9 @@ row. Nothing downstream ever looks at the original container again.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +21,11 @@ from sklearn.utils.validation import (
     _get_feature_names,
     check_array,
 )
+
+from ._typing import ArrayLike
+
+if TYPE_CHECKING:
+    pass
 
 _FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
 
@@ -404,7 +411,9 @@ def check_features(estimator, X, sequences):
         )
 
 
-def from_channels_first(X):
+def from_channels_first(
+    X: ArrayLike | Sequence[ArrayLike],
+) -> np.ndarray | list[np.ndarray]:
     """Convert aeon/sktime series to sklstm's time-major layout.
 
     aeon and sktime store collections as ``(n_cases, n_channels,

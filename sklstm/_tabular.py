@@ -20,11 +20,16 @@ and static features the estimator's parameters name.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._sequences import Sequences
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Codes reserved before the learned categories.
 UNKNOWN_CODE = 0
@@ -676,8 +681,13 @@ def to_tabular_sequences(
 
 
 def from_long_format(
-    frame, *, id_column, time_column, feature_columns=None, as_frame=False
-):
+    frame: pd.DataFrame,
+    *,
+    id_column: Hashable,
+    time_column: Hashable,
+    feature_columns: Hashable | Sequence[Hashable] | None = None,
+    as_frame: bool = False,
+) -> tuple[list[np.ndarray] | SequenceFrame, np.ndarray]:
     """Split a long-format DataFrame into one sequence per id.
 
     Parameters

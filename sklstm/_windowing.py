@@ -6,6 +6,8 @@ from numbers import Integral
 
 import numpy as np
 
+from ._typing import ArrayLike
+
 # Seasonality is accepted when the autocorrelation of the differenced series
 # peaks above this value: comfortably above the ~2/sqrt(n) noise band of the
 # series lengths forecasting is used on, below the 0.5-0.9 of clear seasons.
@@ -65,7 +67,9 @@ def cut_windows(series, exogenous, window_length, horizon):
     return windows, targets
 
 
-def make_windows(y, window_length, horizon=1, X=None):
+def make_windows(
+    y: ArrayLike, window_length: int, horizon: int = 1, X: ArrayLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut a time series into training windows and the values that follow them.
 
     Window ``i`` holds ``y[i : i + window_length]``; its target is the next
@@ -132,7 +136,7 @@ def make_windows(y, window_length, horizon=1, X=None):
     return windows, targets
 
 
-def detect_seasonal_period(y, max_period=None):
+def detect_seasonal_period(y: ArrayLike, max_period: int | None = None) -> int | None:
     """The dominant seasonal period of a series, or None when it has none.
 
     The rule: difference the series once (removing a trend), compute the

@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._docs import fill_doc
 from ._regressor import LSTMRegressor
+from ._typing import ArrayLike, Self
 from ._windowing import (
     check_positive_int,
     check_series,
@@ -297,7 +298,7 @@ class LSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, y, X=None):
+    def fit(self, y: ArrayLike, X: ArrayLike | None = None) -> Self:
         """Learn to forecast ``y``.
 
         Parameters
@@ -358,7 +359,7 @@ class LSTMForecaster(BaseEstimator):
         self.n_windows_ = n_windows
         return self
 
-    def predict(self, steps, X=None):
+    def predict(self, steps: int, X: ArrayLike | None = None) -> np.ndarray:
         """Forecast the ``steps`` values that follow the training series.
 
         Parameters
@@ -402,7 +403,7 @@ class LSTMForecaster(BaseEstimator):
         values = self._inverse_transform(np.asarray(forecast))
         return values[:, 0] if self._single_series else values
 
-    def score(self, y, X=None):
+    def score(self, y: ArrayLike, X: ArrayLike | None = None) -> float:
         """R^2 of the forecast of ``len(y)`` steps against ``y``.
 
         ``y`` must be the values that directly follow the training series,

@@ -29,15 +29,16 @@ from __future__ import annotations
 from ._classifier import LSTMClassifier
 from ._model_file import FORMAT_VERSION, read_model_file, write_model_file
 from ._regressor import LSTMRegressor
+from ._typing import Estimator, FileLike
 
 # The classes a model file may name, by the name it gives.
 _ESTIMATORS = {cls.__name__: cls for cls in (LSTMClassifier, LSTMRegressor)}
 
 
-def save(estimator, path):
+def save(estimator: Estimator, path: FileLike) -> None:
     """Save a fitted estimator to ``path`` without pickle.
 
-    The same as ``estimator.save(path)``; see :meth:`LSTMClassifier.save`.
+    The same as ``estimator.save(path)``; see :meth:`sklstm.LSTMClassifier.save`.
 
     Parameters
     ----------
@@ -49,7 +50,7 @@ def save(estimator, path):
     write_model_file(estimator, path)
 
 
-def load(path, *, device=None):
+def load(path: FileLike, *, device: str | None = None) -> Estimator:
     """Load an estimator saved with ``save``, without running code from it.
 
     The file is read as a zip archive of JSON and safetensors data; nothing in

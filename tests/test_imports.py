@@ -50,6 +50,10 @@ def _imported_modules(path):
     import ast
 
     tree = ast.parse(path.read_text())
+    # Imports for type checkers only never run.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            node.body = []
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
