@@ -112,5 +112,5 @@ def test_unfitted_estimator():
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
-    with pytest.raises(ImportError, match=r"sklstm\[examples\]"):
+    with pytest.raises(ImportError, match=r"sklstm\[plot\]"):
         HistoryDisplay([1.0, 0.5]).plot()

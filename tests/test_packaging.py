@@ -79,7 +79,7 @@ def test_type_information_is_shipped():
 
 def test_version_is_single_sourced():
     dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]["version"]
-    assert dynamic == {"attr": "sklstm.__version__"}
+    assert dynamic == {"attr": "sklstm._version.__version__"}
     assert "version" not in PYPROJECT["project"]
     for path in ["pyproject.toml", "README.md", "doc/conf.py", ".readthedocs.yaml"]:
         assert sklstm.__version__ not in (ROOT / path).read_text(), path
