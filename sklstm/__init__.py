@@ -2,9 +2,9 @@
 
 from ._classifier import LSTMClassifier
 from ._display import HistoryDisplay
+from ._long_table import SequenceFrame, from_long_format
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first
-from ._tabular import SequenceFrame, from_long_format
 from ._version import __version__
 from .forecasting import LSTMForecaster
 from .persistence import load
