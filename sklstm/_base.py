@@ -18,6 +18,7 @@ from ._data import TensorData, place
 from ._device import (
     DeviceOutOfMemoryError,
     check_precision,
+    check_prediction_precision,
     is_out_of_memory,
     prediction_rows,
     release_cached_memory,
@@ -751,6 +752,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ``transform`` maps each batch of raw outputs on the device (see
         :func:`sklstm._trainer.predict_outputs`).
         """
+        check_prediction_precision(self.precision, torch.device(self.net_.device))
         data = TensorData(
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),

@@ -7,6 +7,8 @@ estimators.
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 
 import torch
 
@@ -79,9 +81,32 @@ def seeded(seed, device):
 
 # ---------------------------------------------------------------------------
 # Precision
+@functools.lru_cache(maxsize=1)
+def cpu_runs_bf16():
+    """Whether this CPU's kernels run a bfloat16 LSTM, forward and backward.
+
+    Found by trying rather than by CPU name: oneDNN picks kernels by the
+    instructions a CPU has, and some x86 CPUs have none for bfloat16
+    recurrent layers ("could not create a primitive descriptor").
+    """
+    with torch.random.fork_rng(devices=[]):
+        try:
+            layer = torch.nn.LSTM(2, 2, batch_first=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                outputs = layer(torch.ones(1, 2, 2))[0]
+            outputs.float().sum().backward()
+        except RuntimeError:
+            return False
+    return True
+
+
 def autocast_context(precision, device):
     """The autocast region that computes in ``precision`` on ``device``."""
     if precision == "bf16-mixed":
+        if device.type == "cpu" and not cpu_runs_bf16():
+            # A model fitted in bfloat16 elsewhere predicts in float32 here
+            # (check_prediction_precision warns once per call).
+            return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "16-mixed" and device.type == "cuda":
         # Off CUDA (a model fitted on a GPU and loaded on a CPU) this
@@ -92,11 +117,30 @@ def autocast_context(precision, device):
 
 def check_precision(precision, device):
     """Refuse, before fitting, a precision that ``device`` cannot train in."""
+    if precision == "bf16-mixed" and device.type == "cpu" and not cpu_runs_bf16():
+        raise ValueError(
+            "precision='bf16-mixed' needs bfloat16 recurrent kernels, which "
+            "this CPU does not have (its oneDNN kernels refused a bfloat16 "
+            "LSTM). Use precision='32', or train on a GPU with bfloat16 "
+            "support."
+        )
     if precision == "16-mixed" and device.type != "cuda":
         raise ValueError(
             f"precision='16-mixed' needs a CUDA device, but this fit runs on "
             f"{device.type!r}: float16 recurrent kernels exist only on CUDA. "
             "Use precision='bf16-mixed' or '32' instead."
+        )
+
+
+def check_prediction_precision(precision, device):
+    """Warn when a bfloat16 model predicts in float32 on this CPU."""
+    if precision == "bf16-mixed" and device.type == "cpu" and not cpu_runs_bf16():
+        warnings.warn(
+            "This model was fitted with precision='bf16-mixed', but this CPU "
+            "has no bfloat16 recurrent kernels: it predicts in float32, "
+            "which can differ from bfloat16 predictions by rounding.",
+            RuntimeWarning,
+            stacklevel=4,
         )
 
 

@@ -45,3 +45,29 @@ def test_loss_scaling_leaves_training_unchanged(monkeypatch):
         scaled.predict_proba(X), plain.predict_proba(X), rtol=0, atol=1e-6
     )
     assert scaled.net_.grad_scaler is None  # nothing kept after the fit
+
+
+def test_bf16_support_is_found_by_trying(monkeypatch):
+    from sklstm._device import cpu_runs_bf16
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor for an LSTM")
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", refuse)
+    assert cpu_runs_bf16.__wrapped__() is False
+
+
+def test_bf16_on_a_cpu_without_its_kernels(monkeypatch):
+    # Training is refused before it starts; a model fitted in bfloat16
+    # elsewhere predicts in float32 here, with a warning.
+    X, y = make_classification_sequences()
+    fitted = LSTMClassifier(**FAST, device="cpu").fit(X, y)
+    monkeypatch.setattr("sklstm._device.cpu_runs_bf16", lambda: False)
+    model = LSTMClassifier(**FAST, precision="bf16-mixed", device="cpu")
+    with pytest.raises(ValueError, match="bfloat16 recurrent kernels"):
+        model.fit(X, y)
+    assert not hasattr(model, "net_")
+    fitted.set_params(precision="bf16-mixed")  # as a loaded bf16 model has it
+    with pytest.warns(RuntimeWarning, match="predicts in float32"):
+        proba = fitted.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
