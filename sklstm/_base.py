@@ -293,6 +293,14 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        # Training needs gradients and ordinary tensors, whatever the caller
+        # has switched off around the call (torch.no_grad, inference_mode).
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._fit_with_gradients(
+                X, y, sample_weight, incremental=incremental, classes=classes
+            )
+
+    def _fit_with_gradients(self, X, y, sample_weight, *, incremental, classes):
         self._check_parameters()
         if y is None:
             raise ValueError(

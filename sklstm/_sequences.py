@@ -298,6 +298,16 @@ def _checked_array(X, estimator):
         raise
 
 
+def _from_tensor(value):
+    """A torch tensor as a numpy array: detached, on the CPU, in a numpy dtype."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.detach().cpu()
+    if value.dtype in (torch.bfloat16, torch.float16):
+        value = value.float()
+    return value.numpy()
+
+
 def to_sequences(X, *, precision="32", estimator=None):
     """Validate ``X`` and convert it to :class:`Sequences`.
 
@@ -312,6 +322,10 @@ def to_sequences(X, *, precision="32", estimator=None):
         Named in error messages.
     """
     dtype = _FLOAT_DTYPES.get(precision, np.float32)
+    # Tensors (that require grad, or in bfloat16) are data like any other.
+    X = _from_tensor(X)
+    if isinstance(X, (list, tuple)):
+        X = [_from_tensor(item) for item in X]
     _check_container(X)
     if isinstance(X, (list, tuple)) and len(X) == 0:
         raise ValueError(

@@ -105,9 +105,20 @@ class SequenceNet(NeuralNet):
         ]
 
     def initialize_module(self):
-        super().initialize_module()
+        # The module is built in float32, whatever default dtype the caller
+        # set, so that a random_state gives the same initial weights; its
+        # dtype then follows the precision.
+        default = torch.get_default_dtype()
+        if default != torch.float32:
+            torch.set_default_dtype(torch.float32)
+        try:
+            super().initialize_module()
+        finally:
+            torch.set_default_dtype(default)
         if self.precision == "64":
             self.module_.double()
+        else:
+            self.module_.float()
         return self
 
     def infer(self, x, **fit_params):

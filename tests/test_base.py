@@ -52,3 +52,60 @@ def test_invalid_parameters_are_rejected_at_fit():
     ]:
         with pytest.raises(error, match=message):
             LSTMClassifier(max_epochs=1, **params).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        "no_grad",
+        "inference_mode",
+        "default_dtype_float64",
+    ],
+)
+def test_fit_whatever_torch_state_the_caller_set(context):
+    import contextlib
+
+    import torch
+
+    X, y = make_classification_sequences(n_samples=24)
+    reference = LSTMClassifier(max_epochs=2, random_state=0).fit(X, y)
+
+    @contextlib.contextmanager
+    def float64_default():
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
+
+    state = {
+        "no_grad": torch.no_grad,
+        "inference_mode": torch.inference_mode,
+        "default_dtype_float64": float64_default,
+    }[context]
+    with state():
+        clf = LSTMClassifier(max_epochs=2, random_state=0).fit(X, y)
+        proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba, reference.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["requires_grad", "bfloat16", "list"])
+def test_torch_tensors_are_accepted_as_x(kind):
+    import torch
+
+    X, y = make_classification_sequences(n_samples=24)
+    clf = LSTMClassifier(max_epochs=1, random_state=0).fit(X, y)
+    tensor = torch.from_numpy(X)
+    if kind == "requires_grad":
+        given = tensor.clone().requires_grad_(True)
+    elif kind == "bfloat16":
+        given = tensor.to(torch.bfloat16)
+    else:
+        given = [t.clone().requires_grad_(True) for t in tensor]
+    proba = clf.predict_proba(given)
+    expected = clf.predict_proba(
+        tensor.to(torch.bfloat16).float().numpy() if kind == "bfloat16" else X
+    )
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    LSTMClassifier(max_epochs=1, random_state=0).fit(given, y)
