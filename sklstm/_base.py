@@ -311,6 +311,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         sequences, tabular_state = self._to_sequences(X, reset=not continuing)
         if continuing:
             check_features(self, X, sequences)
+        else:
+            _warn_if_channels_first(sequences)
         targets, target_state = self._encode_targets(
             y, sequences, reset=not continuing, classes=classes
         )
@@ -893,6 +895,28 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         from ._onnx import export_onnx
 
         export_onnx(self, path)
+
+
+# A 3-D array with this many times more features than steps is far more
+# likely an aeon/sktime array (n_cases, n_channels, n_timepoints).
+_CHANNELS_FIRST_RATIO = 8
+
+
+def _warn_if_channels_first(sequences):
+    """Warn when a 3-D array looks like channels first, as aeon holds series."""
+    if sequences.ragged or sequences.tabular or sequences.n_columns is not None:
+        return
+    n_timesteps, n_features = sequences.padded.shape[1:]
+    if n_timesteps * _CHANNELS_FIRST_RATIO <= n_features:
+        warnings.warn(
+            f"X has {n_timesteps} time steps of {n_features} features each: "
+            "far more features than steps. sklstm reads 3-D arrays as "
+            "(n_samples, n_timesteps, n_features); aeon and sktime hold "
+            "series as (n_cases, n_channels, n_timepoints). If X comes from "
+            "them, convert it with sklstm.from_channels_first(X).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _tabular_tensors(sequences, device=None):

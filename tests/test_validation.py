@@ -758,3 +758,17 @@ def _literal(fragment):
     import re
 
     return re.escape(fragment)
+
+
+def test_an_array_that_looks_channels_first_gets_a_warning():
+    rng = np.random.RandomState(0)
+    aeon_like = rng.normal(size=(16, 6, 100)).astype(np.float32)  # 6 channels
+    y = np.array([0, 1] * 8)
+    with pytest.warns(UserWarning, match="from_channels_first"):
+        LSTMClassifier(max_epochs=1, hidden_size=4).fit(aeon_like, y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        converted = from_channels_first(aeon_like)
+        LSTMClassifier(max_epochs=1, hidden_size=4).fit(converted, y)
