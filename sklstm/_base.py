@@ -21,7 +21,6 @@ from ._device import (
     check_prediction_precision,
     is_out_of_memory,
     prediction_rows,
-    release_cached_memory,
     resolve_device,
     seeded,
 )
@@ -32,14 +31,15 @@ from ._sequences import (
     feature_moments,
     record_features,
     to_sequences,
+    warn_if_channels_first,
 )
 from ._tabular import (
-    N_RESERVED_CODES,
     Layout,
-    embedding_size,
     is_tabular_input,
     read_columns,
     resolve_layout,
+    tabular_network_arguments,
+    tabular_tensors,
     to_tabular_sequences,
 )
 from ._targets import check_total_weight, check_weight_shape
@@ -312,7 +312,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if continuing:
             check_features(self, X, sequences)
         else:
-            _warn_if_channels_first(sequences)
+            warn_if_channels_first(sequences)
         targets, target_state = self._encode_targets(
             y, sequences, reset=not continuing, classes=classes
         )
@@ -506,7 +506,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
             equal_lengths=sequences.equal_lengths,
             per_step=self.output_mode == "sequence",
-            **_tabular_tensors(sequences, device),
+            **tabular_tensors(sequences, device),
         )
 
     def _weighted_rows(self, weights, train_rows, valid_rows):
@@ -541,41 +541,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # Constant features are centred but not scaled.
         scale[scale < 1e-8] = 1.0
         return mean, scale, missing
-
-    def _tabular_module_kwargs(self, sequences, tabular_state):
-        """Network arguments for categorical and static features, if any."""
-        layout, categories = tabular_state
-        if layout is None:
-            return {}
-        layout = Layout.from_dict(layout)
-        sizes = [len(c) + N_RESERVED_CODES for c in categories]
-        step_sizes = sizes[: len(layout.categorical)]
-        static_sizes = sizes[len(layout.categorical) :]
-
-        def widths(codes):
-            if self.embedding_size == "auto":
-                return tuple(embedding_size(n) for n in codes)
-            return (self.embedding_size,) * len(codes)
-
-        kwargs = dict(
-            categorical_sizes=tuple(step_sizes),
-            embedding_sizes=widths(step_sizes),
-            static_sizes=tuple(static_sizes),
-            static_embedding_sizes=widths(static_sizes),
-        )
-        if sequences.static is not None:
-            with np.errstate(all="ignore"):
-                values = sequences.static.astype(np.float64)
-                mean = np.nanmean(values, axis=0)
-                scale = np.nanstd(values, axis=0)
-            mean = np.where(np.isfinite(mean), mean, 0.0)
-            scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale, 1.0)
-            kwargs.update(
-                static_numeric=values.shape[1],
-                static_mean=torch.as_tensor(mean),
-                static_scale=torch.as_tensor(scale),
-            )
-        return kwargs
 
     def _resolve_batch_size(self, n_train):
         """``batch_size``, with "auto" resolved for ``n_train`` sequences."""
@@ -633,7 +598,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),
             missing_indicators=tuple(np.flatnonzero(missing).tolist()),
-            **self._tabular_module_kwargs(sequences, tabular_state),
+            **tabular_network_arguments(
+                sequences, *tabular_state, embedding_width=self.embedding_size
+            ),
         )
         return self._net_for(
             module_kwargs, device, n_train=n_train, use_validation=use_validation
@@ -767,7 +734,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
             equal_lengths=sequences.equal_lengths,
-            **_tabular_tensors(sequences),
+            **tabular_tensors(sequences),
         )
         batch_size = prediction_rows(
             self.net_.module_,
@@ -775,22 +742,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             sequences.padded.shape[1],
             cpu_rows=_PREDICT_BATCH_SIZE,
         )
-        while True:
-            try:
-                outputs = predict_outputs(self.net_, data, batch_size, transform)
-                break
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                if batch_size == 1:
-                    raise self._out_of_memory_error(
-                        exc, "predict", self.net_.device
-                    ) from None
-            # Prediction keeps no gradients, so halving the batch halves the
-            # memory it needs: retry before giving up. Out here, the failed
-            # attempt's tensors are no longer held by the exception.
-            release_cached_memory()
-            batch_size //= 2
+        try:
+            outputs = predict_outputs(self.net_, data, batch_size, transform)
+        except DeviceOutOfMemoryError as exc:
+            raise self._out_of_memory_error(exc, "predict", self.net_.device) from None
         if not np.isfinite(outputs).all():
             raise ValueError(
                 "The network produced non-finite outputs for this X. Its "
@@ -895,39 +850,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         from ._onnx import export_onnx
 
         export_onnx(self, path)
-
-
-# A 3-D array with this many times more features than steps is far more
-# likely an aeon/sktime array (n_cases, n_channels, n_timepoints).
-_CHANNELS_FIRST_RATIO = 8
-
-
-def _warn_if_channels_first(sequences):
-    """Warn when a 3-D array looks like channels first, as aeon holds series."""
-    if sequences.ragged or sequences.tabular or sequences.n_columns is not None:
-        return
-    n_timesteps, n_features = sequences.padded.shape[1:]
-    if n_timesteps * _CHANNELS_FIRST_RATIO <= n_features:
-        warnings.warn(
-            f"X has {n_timesteps} time steps of {n_features} features each: "
-            "far more features than steps. sklstm reads 3-D arrays as "
-            "(n_samples, n_timesteps, n_features); aeon and sktime hold "
-            "series as (n_cases, n_channels, n_timepoints). If X comes from "
-            "them, convert it with sklstm.from_channels_first(X).",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _tabular_tensors(sequences, device=None):
-    """The codes and static features of tabular sequences, as tensors."""
-    tensors = {}
-    for name in ("codes", "static", "static_codes"):
-        values = getattr(sequences, name)
-        if values is not None:
-            tensor = torch.from_numpy(np.ascontiguousarray(values))
-            tensors[name] = tensor if device is None else place(tensor, device)
-    return tensors
 
 
 __all__ = ["BaseLSTM"]

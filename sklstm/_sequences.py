@@ -9,6 +9,7 @@ row. Nothing downstream ever looks at the original container again.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -384,6 +385,28 @@ def to_sequences(X, *, precision="32", estimator=None):
         tabular=tabular,
         feature_names=feature_names,
     )
+
+
+# A 3-D array with this many times more features than steps is far more
+# likely an aeon/sktime array (n_cases, n_channels, n_timepoints).
+_CHANNELS_FIRST_RATIO = 8
+
+
+def warn_if_channels_first(sequences):
+    """Warn when a 3-D array looks like channels first, as aeon holds series."""
+    if sequences.ragged or sequences.tabular or sequences.n_columns is not None:
+        return
+    n_timesteps, n_features = sequences.padded.shape[1:]
+    if n_timesteps * _CHANNELS_FIRST_RATIO <= n_features:
+        warnings.warn(
+            f"X has {n_timesteps} time steps of {n_features} features each: "
+            "far more features than steps. sklstm reads 3-D arrays as "
+            "(n_samples, n_timesteps, n_features); aeon and sktime hold "
+            "series as (n_cases, n_channels, n_timepoints). If X comes from "
+            "them, convert it with sklstm.from_channels_first(X).",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def record_features(estimator, sequences):

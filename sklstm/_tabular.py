@@ -23,7 +23,9 @@ import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from ._data import place
 from ._long_table import SequenceFrame
 from ._sequences import Sequences
 
@@ -580,6 +582,60 @@ def to_tabular_sequences(
         ),
     )
     return sequences, categories
+
+
+def tabular_tensors(sequences, device=None):
+    """The codes and static features of tabular sequences, as tensors.
+
+    Placed on ``device`` (see :func:`sklstm._data.place`) when given.
+    """
+    tensors = {}
+    for name in ("codes", "static", "static_codes"):
+        values = getattr(sequences, name)
+        if values is not None:
+            tensor = torch.from_numpy(np.ascontiguousarray(values))
+            tensors[name] = tensor if device is None else place(tensor, device)
+    return tensors
+
+
+def tabular_network_arguments(sequences, layout, categories, *, embedding_width):
+    """The network's arguments for categorical and static features, if any.
+
+    ``embedding_width`` is the estimator's ``embedding_size``: an int, or
+    "auto" for :func:`embedding_size`'s rule.
+    """
+    if layout is None:
+        return {}
+    layout = Layout.from_dict(layout)
+    sizes = [len(c) + N_RESERVED_CODES for c in categories]
+    step_sizes = sizes[: len(layout.categorical)]
+    static_sizes = sizes[len(layout.categorical) :]
+
+    def widths(codes):
+        if embedding_width == "auto":
+            return tuple(embedding_size(n) for n in codes)
+        return (embedding_width,) * len(codes)
+
+    arguments = dict(
+        categorical_sizes=tuple(step_sizes),
+        embedding_sizes=widths(step_sizes),
+        static_sizes=tuple(static_sizes),
+        static_embedding_sizes=widths(static_sizes),
+    )
+    if sequences.static is not None:
+        with np.errstate(all="ignore"):
+            values = sequences.static.astype(np.float64)
+            mean = np.nanmean(values, axis=0)
+            scale = np.nanstd(values, axis=0)
+        # A static feature missing everywhere, or constant, is centred only.
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        scale = np.where(np.isfinite(scale) & (scale > 1e-8), scale, 1.0)
+        arguments.update(
+            static_numeric=values.shape[1],
+            static_mean=torch.as_tensor(mean),
+            static_scale=torch.as_tensor(scale),
+        )
+    return arguments
 
 
 __all__ = [

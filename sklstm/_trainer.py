@@ -498,16 +498,43 @@ def predict_outputs(net, data, batch_size, transform=None):
     ``transform`` (e.g. a softmax) is applied to each batch's outputs on the
     device, before they are copied back. Returns an array ``(n, n_outputs)``
     or, for per-step outputs, a padded ``(n, max_timesteps, n_outputs)``
-    array, rows in the order of ``data``.
+    array, rows in the order of ``data``. On running out of memory the
+    batch is halved and prediction retried; if even one sequence does not
+    fit, :class:`~sklstm._device.DeviceOutOfMemoryError` is raised.
     """
+    while True:
+        try:
+            return _predict_in_batches(net, data, batch_size, transform)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if batch_size == 1:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                failure = DeviceOutOfMemoryError(reason)
+            else:
+                failure = None
+        if failure is not None:
+            raise failure
+        # Prediction keeps no gradients, so halving the batch halves the
+        # memory it needs. Out here, the failed attempt's tensors are no
+        # longer held by the exception.
+        release_cached_memory()
+        batch_size //= 2
+
+
+def _predict_in_batches(net, data, batch_size, transform):
     device = torch.device(net.device)
     batches = Batches(data, batch_size, shuffle=False, device=device)
     result = None
+    # skorch's evaluation_step would set every submodule's mode again for
+    # each batch; training leaves the module in eval mode, so this switches
+    # only when needed, and infer (skorch's documented hook) runs the batch.
+    if net.module_.training:
+        net.module_.eval()
     with torch.inference_mode():
         for indices, (inputs, _) in batches.with_indices():
             n_rows = len(inputs["padded"])
-            batch = (round_up_rows(inputs), None)
-            outputs = net.evaluation_step(batch, training=False)[:n_rows]
+            outputs = net.infer(round_up_rows(inputs))[:n_rows]
             if transform is not None:
                 outputs = transform(outputs)
             outputs = outputs.to("cpu", torch.float64)

@@ -59,7 +59,7 @@ def torch_forbidden(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("invalid input reached the torch network")
 
-    for method in ("initialize", "fit_loop", "evaluation_step"):
+    for method in ("initialize", "fit_loop", "infer"):
         monkeypatch.setattr(SequenceNet, method, refuse)
 
 
