@@ -711,6 +711,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
             categories = None
         else:
+            raw = None
             layout = Layout.from_dict(self._layout)
             categories = self.categories_
         sequences, categories = to_tabular_sequences(
@@ -720,6 +721,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             dtype=dtype,
             min_frequency=self.min_frequency,
             estimator_name=type(self).__name__,
+            raw=raw,
         )
         return sequences, (layout.to_dict(), categories)
 

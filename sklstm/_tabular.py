@@ -371,22 +371,31 @@ def embedding_size(n_codes):
     """Embedding width for a feature with ``n_codes`` codes.
 
     Grows with the cardinality but slower than it (``1.6 * n**0.56``, the
-    rule fastai uses for tabular embeddings), between 2 and 32.
+    rule fastai uses for tabular embeddings), between 2 and 16: every
+    embedding column widens the recurrent layer's input, whose cost each
+    step pays, and 16 dimensions already separate thousands of categories.
     """
-    return int(min(32, max(2, round(1.6 * n_codes**0.56))))
+    return int(min(16, max(2, round(1.6 * n_codes**0.56))))
 
 
 def learn_categories(values, min_frequency):
     """The categories of one column seen at least ``min_frequency`` times."""
-    missing = _missing(values)
-    present = np.asarray(values, dtype=object)[~missing] if missing.any() else values
     try:
         import pandas as pd
 
-        counts = pd.Series(np.asarray(present, dtype=object)).value_counts(sort=False)
+        if hasattr(values, "categories"):
+            # A pandas Categorical: count its codes, not a million objects.
+            counts = pd.Series(values).value_counts(sort=False, dropna=True)
+        else:
+            missing = _missing(values)
+            present = np.asarray(values, dtype=object)
+            if missing.any():
+                present = present[~missing]
+            counts = pd.Series(present).value_counts(sort=False)
         frequent = counts.index[counts.to_numpy() >= min_frequency].to_list()
     except ImportError:  # pragma: no cover - pandas ships with scikit-learn
-        uniques, counts = np.unique(np.asarray(present), return_counts=True)
+        present = np.asarray(values)[~_missing(values)]
+        uniques, counts = np.unique(present, return_counts=True)
         frequent = uniques[counts >= min_frequency].tolist()
     frequent = [v.item() if isinstance(v, np.generic) else v for v in frequent]
     try:
@@ -512,15 +521,24 @@ def check_columns(estimator_name, layout, raw):
 
 
 def to_tabular_sequences(
-    X, layout, categories, *, dtype, min_frequency=None, estimator_name="estimator"
+    X,
+    layout,
+    categories,
+    *,
+    dtype,
+    min_frequency=None,
+    estimator_name="estimator",
+    raw=None,
 ):
     """Tabular input as :class:`~sklstm._sequences.Sequences`.
 
     In ``fit`` pass ``categories=None`` and a ``min_frequency``: the
     categories are learned and returned; afterwards pass the fitted ones.
+    ``raw`` is ``X`` already read by :func:`read_columns`, if it was.
     Returns ``(sequences, categories)``.
     """
-    raw = read_columns(X)
+    if raw is None:
+        raw = read_columns(X)
     check_columns(estimator_name, layout, raw)
     if categories is None:
         categories = [
