@@ -397,12 +397,43 @@ def learn_categories(values, min_frequency):
         present = np.asarray(values)[~_missing(values)]
         uniques, counts = np.unique(present, return_counts=True)
         frequent = uniques[counts >= min_frequency].tolist()
-    frequent = [v.item() if isinstance(v, np.generic) else v for v in frequent]
+    return np.array(_sorted_categories(frequent), dtype=object)
+
+
+def _sorted_categories(values):
+    """Categories as plain Python values, sorted (by type first if mixed)."""
+    values = [v.item() if isinstance(v, np.generic) else v for v in values]
     try:
-        frequent = sorted(frequent)
+        return sorted(values)
     except TypeError:
-        frequent = sorted(frequent, key=lambda v: (type(v).__name__, str(v)))
-    return np.array(frequent, dtype=object)
+        return sorted(values, key=lambda v: (type(v).__name__, str(v)))
+
+
+def learn_and_encode(values, min_frequency):
+    """:func:`learn_categories` and :func:`encode` in one pass, for ``fit``.
+
+    One hash pass (``pandas.factorize``) gives each row the index of its
+    value among the distinct ones; counting those indices finds the
+    frequent categories, and a small lookup turns indices into codes.
+    """
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas ships with scikit-learn
+        categories = learn_categories(values, min_frequency)
+        return categories, encode(values, categories)
+    indices, distinct = pd.factorize(values, use_na_sentinel=True)
+    counts = np.bincount(indices[indices >= 0], minlength=len(distinct))
+    kept = np.flatnonzero(counts >= min_frequency)
+    kept_values = list(np.asarray(distinct, dtype=object)[kept])
+    categories = _sorted_categories(kept_values)
+    rank = {value: position for position, value in enumerate(categories)}
+    # The last entry serves index -1, pandas' mark of a missing value.
+    lookup = np.full(len(distinct) + 1, UNKNOWN_CODE, dtype=np.int64)
+    for index, value in zip(kept, kept_values, strict=True):
+        key = value.item() if isinstance(value, np.generic) else value
+        lookup[index] = rank[key] + N_RESERVED_CODES
+    lookup[-1] = MISSING_CODE
+    return np.array(categories, dtype=object), lookup[indices]
 
 
 def _missing(values):
@@ -540,11 +571,17 @@ def to_tabular_sequences(
     if raw is None:
         raw = read_columns(X)
     check_columns(estimator_name, layout, raw)
+    learned = {}
     if categories is None:
-        categories = [
-            learn_categories(raw.values[i], min_frequency)
-            for i in layout.categorical_columns
-        ]
+        categories = []
+        for i in layout.categorical_columns:
+            if i in layout.categorical:
+                column_categories, learned[i] = learn_and_encode(
+                    raw.values[i], min_frequency
+                )
+            else:
+                column_categories = learn_categories(raw.values[i], min_frequency)
+            categories.append(column_categories)
     columns = layout.columns
     lengths = raw.lengths
     numeric = [_as_float(raw.values[i], columns[i]) for i in layout.numeric]
@@ -564,7 +601,11 @@ def to_tabular_sequences(
     codes = None
     if layout.categorical:
         step_codes = np.stack(
-            [encode(raw.values[i], fitted[i]) for i in layout.categorical], axis=1
+            [
+                learned[i] if i in learned else encode(raw.values[i], fitted[i])
+                for i in layout.categorical
+            ],
+            axis=1,
         )
         codes = scatter(step_codes, lengths, fill=UNKNOWN_CODE)
     static = None
