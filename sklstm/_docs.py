@@ -90,8 +90,9 @@ static_features : array-like of int, bool or str, or None
     Features constant within each sequence (a customer's segment, a
     machine's model), by position, mask or name. They enter the network
     once per sequence, numeric ones standardised and categorical ones
-    embedded, joined to the pooled state (``output_mode="last"``) or to
-    every step (``"sequence"``). A named feature that varies within a
+    embedded, through a layer of their own (``hidden_size`` ReLU units),
+    joined to the pooled state (``output_mode="last"``) or to every step
+    (``"sequence"``). A named feature that varies within a
     sequence is an error naming the sequence and the column.
 embedding_size : int or "auto"
     Width of each categorical feature's embedding. "auto":

@@ -58,7 +58,8 @@ class RecurrentNetwork(nn.Module):
         ``static_scale``.
     static_sizes, static_embedding_sizes : tuple of int
         Codes and embedding width of each categorical static feature.
-        Static features join the pooled state (``"last"``) or every step
+        Static features pass through a ReLU layer of ``hidden_size`` units
+        and join the pooled state (``"last"``) or every step
         (``"sequence"``) before the output layer.
     """
 
@@ -115,6 +116,16 @@ class RecurrentNetwork(nn.Module):
             self.register_buffer("static_scale", torch.as_tensor(scale).float())
         self.static_embeddings = _embeddings(static_sizes, static_embedding_sizes)
         static_width = static_numeric + sum(static_embedding_sizes)
+        # Static features pass through a layer of their own before they join
+        # the pooled state: joined to the output layer directly, each would
+        # reach the logits through one weight, which the optimiser moves by
+        # about lr a step, far slower than the recurrent path learns.
+        self.static_layer = (
+            nn.Sequential(nn.Linear(static_width, hidden_size), nn.ReLU())
+            if static_width
+            else None
+        )
+        static_width = hidden_size if static_width else 0
 
         self.conv_placement = conv_placement
         convolutions, norms = [], []
@@ -263,7 +274,9 @@ class RecurrentNetwork(nn.Module):
             parts.append(torch.nan_to_num(values, nan=0.0))
         for position, embedding in enumerate(self.static_embeddings):
             parts.append(embedding(static_codes[:, position]).to(dtype))
-        return torch.cat(parts, dim=-1) if parts else None
+        if not parts:
+            return None
+        return self.static_layer(torch.cat(parts, dim=-1))
 
     def _drop(self, values):
         # Dropout is the identity in eval mode or at p=0: skip the module

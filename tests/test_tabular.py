@@ -231,3 +231,19 @@ def test_save_load_keeps_a_token_model(tmp_path):
     clf.save(buffer)
     loaded = sklstm.load(io.BytesIO(buffer.getvalue()))
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_static_attribute_alone_is_learned_at_the_default_lr():
+    # The label is the segment: a static feature must carry it through the
+    # network as readily as a step feature would.
+    rng = np.random.RandomState(0)
+    frames, y = [], []
+    for _ in range(300):
+        segment = rng.choice(["a", "b", "c"])
+        n = rng.randint(5, 20)
+        frames.append(pd.DataFrame({"x": rng.normal(size=n), "segment": segment}))
+        y.append(int(segment == "a"))
+    clf = LSTMClassifier(
+        static_features=["segment"], conv_filters=None, max_epochs=15, random_state=0
+    ).fit(frames, np.array(y))
+    assert clf.score(frames, np.array(y)) == 1.0
