@@ -29,6 +29,7 @@ from ._network import RecurrentNetwork
 from ._sequences import (
     check_features,
     feature_moments,
+    missing_features,
     record_features,
     to_sequences,
     warn_if_channels_first,
@@ -527,10 +528,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         Also which features had missing values (NaN) in ``fit``. Mean and
         scale are None without ``standardize``.
         """
+        if not self.standardize:
+            return None, None, missing_features(sequences)
         with np.errstate(over="ignore", invalid="ignore"):
             mean, var, missing = feature_moments(sequences)
-        if not self.standardize:
-            return None, None, missing
         scale = np.sqrt(var)
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
             raise ValueError(

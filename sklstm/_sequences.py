@@ -519,6 +519,14 @@ def from_channels_first(
     return array.transpose(0, 2, 1)
 
 
+def missing_features(sequences):
+    """Per feature, whether any value is missing (NaN); padding holds none."""
+    padded = sequences.padded
+    if padded.shape[-1] == 0 or np.isfinite(float(torch.from_numpy(padded).sum())):
+        return np.zeros(padded.shape[-1], dtype=bool)
+    return np.isnan(padded).any(axis=(0, 1))
+
+
 def feature_moments(sequences, chunk_steps=1 << 18):
     """Mean and variance of each feature over valid, non-missing steps.
 
