@@ -83,18 +83,24 @@ def is_tabular_input(X, categorical_features, static_features):
         return True
     if isinstance(X, (list, tuple)) and len(X):
         first = np.asarray(X[0]) if not hasattr(X[0], "dtype") else X[0]
-        return getattr(first.dtype, "kind", "f") in "OUSb"
+        return getattr(first.dtype, "kind", "f") in "OUS"
     kind = getattr(getattr(X, "dtype", None), "kind", "f")
     return kind in "OUS"
 
 
-def _column_kind(dtype):
-    """ "categorical" or "numeric", from a column's dtype."""
+def _column_kind(dtype, frames=True):
+    """ "categorical" or "numeric", from a column's dtype.
+
+    Booleans are categories in a DataFrame column, as in scikit-learn's
+    "from_dtype" rule, and 0/1 numbers in arrays, as they always were.
+    """
     kind = getattr(dtype, "kind", "O")
     name = str(dtype)
-    if name in ("category", "bool", "boolean") or name.startswith("string"):
+    if name in ("category", "boolean") or name.startswith("string"):
         return "categorical"
-    if kind in "OUSb":
+    if kind == "b":
+        return "categorical" if frames else "numeric"
+    if kind in "OUS":
         return "categorical"
     if kind in "mM":
         raise ValueError(
@@ -146,7 +152,7 @@ def resolve_layout(raw, categorical_features, static_features, time_deltas):
     kinds = []
     for column, values in zip(columns, raw.values, strict=True):
         try:
-            kinds.append(_column_kind(values.dtype))
+            kinds.append(_column_kind(values.dtype, raw.frames))
         except ValueError as exc:
             raise ValueError(f"Column {column!r} of X: {exc}") from None
     if categorical_features in (None, "from_dtype"):
@@ -343,6 +349,12 @@ def _read_arrays(X):
             raise ValueError(
                 f"Expected a 3-D array or a list of sequences, got shape {array.shape}."
             )
+        if 0 in array.shape:
+            raise ValueError(
+                f"X has shape {array.shape}, with {array.shape[0]} sequences, "
+                f"{array.shape[1]} time steps and {array.shape[2]} features; "
+                "each must be at least 1."
+            )
         lengths = np.full(array.shape[0], array.shape[1], dtype=np.int64)
         flat = array.reshape(-1, array.shape[2])
     columns = list(range(flat.shape[1]))
@@ -356,9 +368,8 @@ def _narrowed(values):
     """An object column of numbers only becomes numeric; strings stay."""
     if values.dtype != object:
         return values
-    if all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values[:1000]
-    ):
+    # Booleans count as numbers here: in arrays they are 0/1, as always.
+    if all(isinstance(v, (numbers.Real, np.bool_)) for v in values[:1000]):
         try:
             return values.astype(np.float64)
         except (TypeError, ValueError):
@@ -543,7 +554,7 @@ def check_columns(estimator_name, layout, raw):
             f"missing: {missing}). Pass the columns seen during fit, in order."
         )
     for column, kind, values in zip(raw.columns, layout.kinds, raw.values, strict=True):
-        now = _column_kind(values.dtype)
+        now = _column_kind(values.dtype, raw.frames)
         if kind == "numeric" and now == "categorical":
             raise ValueError(
                 f"Column {column!r} of X has dtype {values.dtype} now but was "

@@ -247,3 +247,23 @@ def test_a_static_attribute_alone_is_learned_at_the_default_lr():
         static_features=["segment"], conv_filters=None, max_epochs=15, random_state=0
     ).fit(frames, np.array(y))
     assert clf.score(frames, np.array(y)) == 1.0
+
+
+def test_booleans_are_numbers_in_arrays_and_categories_in_frames():
+    rng = np.random.RandomState(0)
+    arrays = [rng.rand(rng.randint(3, 8), 2) > 0.5 for _ in range(20)]
+    y = np.array([0, 1] * 10)
+    clf = LSTMClassifier(**FAST).fit(arrays, y)
+    assert not hasattr(clf, "categories_")
+    tokens = []
+    for a in arrays:
+        token = np.empty((len(a), 2), dtype=object)
+        token[:, 0], token[:, 1] = a[:, 0], "x"
+        tokens.append(token)
+    clf = LSTMClassifier(categorical_features=[1], **FAST).fit(tokens, y)
+    assert clf._layout["numeric"] == [0]
+    frames = [
+        pd.DataFrame({"flag": a[:, 0], "v": a[:, 1].astype(float)}) for a in arrays
+    ]
+    clf = LSTMClassifier(**FAST).fit(frames, y)
+    assert clf.categories_[0].tolist() == [False, True]
