@@ -12,7 +12,6 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,9 +23,6 @@ from sklearn.utils.validation import (
 )
 
 from ._typing import ArrayLike
-
-if TYPE_CHECKING:
-    pass
 
 _FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
 
