@@ -804,7 +804,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ----------
         path : str, path-like or binary file object
             Where to write. An existing file is replaced only once the new
-            one is complete.
+            one is complete, and keeps its permission bits; a new file gets
+            those the umask allows; a symbolic link is written through, to
+            the file it names. File objects must be open in binary mode.
 
         Raises
         ------

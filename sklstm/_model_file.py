@@ -24,6 +24,7 @@ the classes in, and :meth:`BaseLSTM.save <sklstm._base.BaseLSTM.save>` calls
 
 from __future__ import annotations
 
+import io
 import json
 import numbers
 import os
@@ -653,28 +654,70 @@ def _weights_to_bytes(state_dict):
     return safetensors_save(tensors, metadata={"format": FORMAT_NAME})
 
 
+def _check_destination(path, mode):
+    """A path or a binary file object, or a TypeError saying what to pass."""
+    if isinstance(path, (str, os.PathLike)):
+        return
+    needed = "write" if mode == "w" else "read"
+    if not hasattr(path, needed):
+        raise TypeError(
+            f"path must be a file name, a path-like object or a binary file "
+            f"object, got {type(path).__name__}."
+        )
+    if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
+        raise TypeError(
+            "The file object is open in text mode; model files are binary. "
+            f"Open it with open(name, '{mode}b')."
+        )
+
+
 def _write_archive(path, metadata, weights):
     def write(target):
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(_METADATA, metadata)
             zf.writestr(_WEIGHTS, weights)
 
+    _check_destination(path, "w")
     if hasattr(path, "write"):
         write(path)
         return
-    path = os.fspath(path)
+    name = os.fspath(path)
+    # Saving over a symbolic link writes through it, to the file it names.
+    target = os.path.realpath(name)
     # Write next to the target, then rename: an interrupted save never
     # leaves a half-written model where a good one was.
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    directory = os.path.dirname(target)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
             write(file)
-        os.replace(temporary, path)
+        # Like an ordinary write: an existing file keeps its permission bits,
+        # a new one gets those the umask leaves (mkstemp's are 0o600).
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except OSError as exc:
+        _remove(temporary)
+        raise type(exc)(
+            exc.errno, f"Cannot save the model to {name!r}: {exc.strerror}"
+        ) from None
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        _remove(temporary)
         raise
+
+
+def _mode_for(target):
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove(temporary):
+    if temporary is not None and os.path.exists(temporary):
+        os.remove(temporary)
 
 
 # ---------------------------------------------------------------------------
@@ -702,6 +745,7 @@ def read_model_file(path, estimator_classes, *, device=None):
         If the file is not a valid model file; the message names the file
         and the problem.
     """
+    _check_destination(path, "r")
     where = _describe(path)
     metadata, weights = _read_archive(path, where)
     name = metadata["estimator"]

@@ -790,3 +790,85 @@ def test_open_file_objects_are_named_in_errors(saved):
     with open(saved, "rb") as file, pytest.raises(ValueError) as info:
         sklstm.load(file)
     assert str(saved) in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# save behaves like an ordinary file write
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20, 5, 2)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    return sklstm.LSTMClassifier(hidden_size=3, max_epochs=1, random_state=0).fit(X, y)
+
+
+def test_save_keeps_permissions_and_follows_the_umask(small_model, tmp_path):
+    import os
+    import stat
+
+    existing = tmp_path / "existing.sklstm"
+    existing.write_bytes(b"old")
+    os.chmod(existing, 0o640)
+    small_model.save(existing)
+    assert stat.S_IMODE(os.stat(existing).st_mode) == 0o640
+    previous = os.umask(0o027)
+    try:
+        small_model.save(tmp_path / "new.sklstm")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.sklstm").st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "existing.sklstm",
+        "new.sklstm",
+    ]
+
+
+def test_save_writes_through_a_symlink(small_model, tmp_path):
+    real = tmp_path / "real.sklstm"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.sklstm"
+    link.symlink_to(real)
+    small_model.save(link)
+    assert link.is_symlink()
+    assert sklstm.load(real).n_iter_ == small_model.n_iter_
+
+
+def test_save_errors_name_the_target_and_leave_no_temporary(small_model, tmp_path):
+    missing = tmp_path / "no-such-folder" / "model.sklstm"
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+        small_model.save(missing)
+    directory = tmp_path / "full"
+    directory.mkdir()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    import unittest.mock
+
+    with unittest.mock.patch("os.replace", fail):
+        with pytest.raises(OSError, match="model.sklstm.*No space"):
+            small_model.save(directory / "model.sklstm")
+    assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [None, 123, 4.5, ["model.sklstm"]])
+def test_save_and_load_refuse_what_is_not_a_file(small_model, path):
+    with pytest.raises(TypeError, match="file name"):
+        small_model.save(path)
+    with pytest.raises(TypeError, match="file name"):
+        sklstm.load(path)
+
+
+def test_text_mode_files_are_refused_binary_ones_work(small_model, tmp_path):
+    with open(tmp_path / "model.sklstm", "w") as text:
+        with pytest.raises(TypeError, match="binary"):
+            small_model.save(text)
+    with open(tmp_path / "model.sklstm", "wb") as binary:
+        small_model.save(binary)
+    with open(tmp_path / "model.sklstm") as text:
+        with pytest.raises(TypeError, match="binary"):
+            sklstm.load(text)
+    with open(tmp_path / "model.sklstm", "rb") as binary:
+        assert sklstm.load(binary).n_iter_ == small_model.n_iter_
