@@ -460,7 +460,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         if not np.isfinite(weights).all():
             raise ValueError("sample_weight contains NaN or infinity.")
-        if weights.sum() <= 0:
+        with np.errstate(over="ignore"):
+            total = weights.sum()
+        if not np.isfinite(total) or weights.max() > np.finfo(np.float32).max:
+            raise ValueError(
+                "sample_weight holds values so large that their sum overflows "
+                "(or they exceed float32, in which the loss is computed). "
+                "Divide them by a constant: only their ratios matter."
+            )
+        if total <= 0:
             raise ValueError(
                 "sample_weight sums to zero: at least one sequence needs a "
                 "positive weight."

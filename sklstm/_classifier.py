@@ -216,6 +216,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             check_target_count(sequences, labels)
         else:
             _, labels = check_per_step_targets(y, sequences)
+        _check_present(labels)
         _check_orderable(labels, "y")
         check_classification_targets(labels)
         if reset:
@@ -421,6 +422,24 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         if self.output_mode == "sequence":
             labels = labels[valid_step_mask(sequences)]
         return accuracy_score(truth, labels, sample_weight=weights)
+
+
+def _check_present(labels):
+    """No label may be missing, whatever scikit-learn's assume_finite says."""
+    values = np.asarray(labels).ravel()
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+    elif values.dtype == object:
+        missing = np.array(
+            [v is None or (isinstance(v, float) and v != v) for v in values]
+        )
+    else:
+        return
+    if missing.any():
+        raise ValueError(
+            f"y contains {int(missing.sum())} missing labels (None or NaN). "
+            "Drop those sequences or give them a label first."
+        )
 
 
 def _check_orderable(labels, name):

@@ -205,9 +205,22 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
                 f"or a 1-D vector of targets per {unit}."
             )
         values = values.reshape(len(values), -1).astype(np.float64)
+        # Checked here too: scikit-learn's assume_finite skips its own check.
+        if not np.isfinite(values).all():
+            raise ValueError(
+                "y contains NaN or infinity. Drop or fill those targets first."
+            )
         if reset:
-            mean = values.mean(axis=0)
-            scale = values.std(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = values.mean(axis=0)
+                scale = values.std(axis=0)
+            if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+                raise ValueError(
+                    "y holds values so large that their mean or spread "
+                    "overflows float64, so the targets cannot be standardised. "
+                    "Rescale y first (e.g. divide it by a constant or take a "
+                    "log); predictions can be scaled back."
+                )
             scale[scale < 1e-12] = 1.0
         else:
             mean, scale = self._target_mean, self._target_scale
@@ -217,7 +230,14 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
                     f"fitted with {len(mean)}."
                 )
         dtype = np.float64 if self.precision == "64" else np.float32
-        standardized = ((values - mean) / scale).astype(dtype)
+        with np.errstate(over="ignore"):
+            standardized = ((values - mean) / scale).astype(dtype)
+        if not np.isfinite(standardized).all():
+            raise ValueError(
+                "y holds values too far from the targets seen in fit to be "
+                f"represented in {np.dtype(dtype).name} once standardised. "
+                "Check the scale of y."
+            )
         if self.output_mode == "sequence":
             standardized = pad_flat(standardized, sequences)
         state = {"mean": mean, "scale": scale, "single": single}

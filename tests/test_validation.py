@@ -68,7 +68,54 @@ class _Noop(Callback):
 
 
 # (case id, call, exception type, message fragment)
+def _assuming_finite(call):
+    """Run ``call`` with scikit-learn's finiteness checks switched off."""
+    import sklearn
+
+    def run():
+        with sklearn.config_context(assume_finite=True):
+            return call()
+
+    return run
+
+
 FIT_CASES = [
+    # extremes and missing targets, refused before training even when
+    # scikit-learn is told to assume finite data
+    (
+        "reg_y_overflows_standardisation",
+        _assuming_finite(lambda: reg().fit(X, np.linspace(-1, 1, 12) * 1e308)),
+        ValueError,
+        "y holds values so large",
+    ),
+    (
+        "reg_y_nan_assume_finite",
+        _assuming_finite(lambda: reg().fit(X, with_value(np.zeros(12), 3, np.nan))),
+        ValueError,
+        "y contains NaN",
+    ),
+    (
+        "clf_y_none_assume_finite",
+        _assuming_finite(
+            lambda: clf().fit(X, np.array([0, 1] * 5 + [None, 1], dtype=object))
+        ),
+        ValueError,
+        "missing labels",
+    ),
+    (
+        "clf_y_nan_assume_finite",
+        _assuming_finite(
+            lambda: clf().fit(X, with_value(np.array([0.0, 1.0] * 6), 2, np.nan))
+        ),
+        ValueError,
+        "missing labels",
+    ),
+    (
+        "sample_weight_overflows",
+        lambda: reg().fit(X, np.arange(12.0), sample_weight=np.full(12, 1e308)),
+        ValueError,
+        "sample_weight holds values so large",
+    ),
     # non-finite values
     (
         "inf",
