@@ -215,7 +215,15 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             labels = _check_y(y, estimator=self)
             check_target_count(sequences, labels)
         else:
-            _, labels = check_per_step_targets(y, sequences)
+            items, labels = check_per_step_targets(y, sequences)
+            for index, item in enumerate(items):
+                if item.ndim > 1:
+                    raise ValueError(
+                        "output_mode='sequence' takes one label per time step, "
+                        f"but y[{index}] has shape {item.shape}. For several "
+                        "targets per step use LSTMRegressor, or one classifier "
+                        "per target."
+                    )
         _check_present(labels)
         _check_orderable(labels, "y")
         check_classification_targets(labels)

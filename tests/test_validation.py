@@ -111,6 +111,12 @@ FIT_CASES = [
         "missing labels",
     ),
     (
+        "clf_steps_two_columns",
+        lambda: clf(output_mode="sequence").fit(X, np.zeros((12, 5, 2), dtype=int)),
+        ValueError,
+        "one label per time step",
+    ),
+    (
         "sample_weight_overflows",
         lambda: reg().fit(X, np.arange(12.0), sample_weight=np.full(12, 1e308)),
         ValueError,
