@@ -47,9 +47,9 @@ from ._targets import check_total_weight, check_weight_shape
 from ._trainer import (
     OPTIMIZERS,
     TrainingDiverged,
-    TrainingSnapshot,
     build_net,
     check_callbacks,
+    continue_training,
     predict_outputs,
     train,
 )
@@ -309,6 +309,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 "y is None. Pass the targets as the second argument of fit."
             )
         continuing = hasattr(self, "net_") and (self.warm_start or incremental)
+        if continuing:
+            changed = self._architecture_changes()
+            if changed:
+                warnings.warn(
+                    f"{'partial_fit' if incremental else 'warm_start=True'}, but "
+                    f"{', '.join(changed)} changed since the network was built: "
+                    "the fitted network cannot take that, so this fit trains a "
+                    "new one from scratch.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                continuing = False
         sequences, tabular_state = self._to_sequences(X, reset=not continuing)
         if continuing:
             check_features(self, X, sequences)
@@ -334,10 +346,22 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         data = self._tensor_data(sequences, targets, weights, device)
         with seeded(seed, device):
             if continuing:
-                net = self.net_
-                # Training changes the fitted net in place: keep what it was,
-                # so that a failed fit leaves the previous model intact.
-                snapshot = TrainingSnapshot(net)
+                # A new net with this fit's settings (lr, optimizer, batch
+                # size, schedule, callbacks, dropout...) takes over the fitted
+                # one's weights, optimizer state and history; the fitted net
+                # stays as it was until this fit succeeds.
+                module_kwargs = dict(self.net_.get_params_for("module"))
+                module_kwargs["dropout"] = self.dropout
+                net = self._net_for(
+                    module_kwargs,
+                    device,
+                    n_train=len(train_rows),
+                    use_validation=use_validation,
+                )
+                net.initialize()
+                continue_training(
+                    net, self.net_, lr=self.lr, weight_decay=self.weight_decay
+                )
             else:
                 net = self._build_net(
                     sequences,
@@ -365,8 +389,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 )
             except BaseException as exc:
                 n_epochs = len(net.history)
-                if continuing:
-                    snapshot.restore(net)
                 if isinstance(exc, TrainingDiverged):
                     raise self._diverged_error(n_epochs) from None
                 if isinstance(exc, DeviceOutOfMemoryError):
@@ -405,6 +427,37 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 stacklevel=3,
             )
         return self
+
+    def _architecture_changes(self):
+        """Parameters changed since the fitted network was built, that it
+        cannot take: its shape, its dtype, what it outputs."""
+        built = self.net_.get_params_for("module")
+        now = {
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "cell": self.cell,
+            "output_mode": self.output_mode,
+            "pooling": self.pooling,
+            "conv_filters": tuple(self.conv_filters or ()),
+            "conv_kernel_size": self._conv_kernel_sizes(),
+            "conv_placement": self.conv_placement,
+            "sequence_norm": self.sequence_norm,
+            "standardize": self.standardize,
+            "precision": self.precision,
+        }
+        then = {
+            **{key: built.get(key) for key in now},
+            "conv_filters": tuple(built.get("conv_filters") or ()),
+            "conv_kernel_size": tuple(built.get("conv_kernel_sizes") or ()),
+            "standardize": built.get("feature_mean") is not None,
+            "precision": self.net_.precision,
+        }
+        return [
+            f"{key} ({then[key]!r} -> {now[key]!r})"
+            for key in now
+            if then[key] != now[key]
+        ]
 
     def _check_parameters(self):
         """Checks that the declarative constraints cannot express."""
@@ -705,11 +758,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         else:
             tabular = getattr(self, "_layout", None) is not None
         if not tabular:
-            return to_sequences(X, precision=self.precision, estimator=self), (
+            precision = self.precision if reset else self.net_.precision
+            return to_sequences(X, precision=precision, estimator=self), (
                 None,
                 None,
             )
-        dtype = np.float64 if self.precision == "64" else np.float32
+        precision = self.precision if reset else self.net_.precision
+        dtype = np.float64 if precision == "64" else np.float32
         if reset:
             raw = read_columns(X)
             layout = resolve_layout(
@@ -740,7 +795,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ``transform`` maps each batch of raw outputs on the device (see
         :func:`sklstm._trainer.predict_outputs`).
         """
-        check_prediction_precision(self.precision, torch.device(self.net_.device))
+        check_prediction_precision(self.net_.precision, torch.device(self.net_.device))
         data = TensorData(
             padded=torch.from_numpy(sequences.padded),
             lengths=torch.from_numpy(sequences.lengths),
@@ -770,7 +825,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if sample_weight is None:
             return None
         weights = self._check_sample_weight(sample_weight, sequences)
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             return np.repeat(weights, sequences.lengths)
         return weights
 
@@ -782,6 +837,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 for row, length in zip(values, sequences.lengths, strict=True)
             ]
         return values
+
+    @property
+    def _fitted_output_mode(self):
+        """The output mode the fitted network was built for.
+
+        Prediction follows it, not the parameter, which ``set_params`` may
+        have changed since ``fit``.
+        """
+        return self.net_.module_.output_mode
 
     @property
     def device_(self):

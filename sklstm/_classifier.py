@@ -370,7 +370,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             ``output_mode="sequence"``.
         """
         sequences, proba = self._outputs(X, transform=_softmax)
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             return self._per_step_structure(proba, sequences)
         return proba
 
@@ -391,7 +391,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         """
         sequences, outputs = self._outputs(X)
         labels = self.classes_[outputs.argmax(axis=-1)]
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             return self._per_step_structure(labels, sequences)
         return labels
 
@@ -418,7 +418,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         """
         # Everything is checked before the network runs.
         sequences = self._validated_sequences(X)
-        if self.output_mode == "last":
+        if self._fitted_output_mode == "last":
             if y is None:
                 raise ValueError("score needs the true labels y, got None.")
             truth = _check_y(y, estimator=self)
@@ -427,7 +427,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             _, truth = check_per_step_targets(y, sequences)
         weights = self._score_weights(sample_weight, sequences)
         labels = self.classes_[self._network_outputs(sequences).argmax(axis=-1)]
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             labels = labels[valid_step_mask(sequences)]
         return accuracy_score(truth, labels, sample_weight=weights)
 

@@ -349,7 +349,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         values = outputs * self._target_scale + self._target_mean
         if self._single_output:
             values = values[..., 0]
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             return self._per_step_structure(values, sequences)
         return values
 
@@ -376,7 +376,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         """
         # Everything is checked before the network runs.
         sequences = self._validated_sequences(X)
-        if self.output_mode == "last":
+        if self._fitted_output_mode == "last":
             if y is None:
                 raise ValueError("score needs the true targets y, got None.")
             truth = self._numeric_targets(y)
@@ -393,7 +393,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         weights = self._score_weights(sample_weight, sequences)
         outputs = self._network_outputs(sequences)
         values = outputs * self._target_scale + self._target_mean
-        if self.output_mode == "sequence":
+        if self._fitted_output_mode == "sequence":
             values = values[valid_step_mask(sequences)]
         predicted = values[..., 0] if truth.ndim == 1 else values
         return r2_score(truth, predicted, sample_weight=weights)

@@ -555,24 +555,29 @@ def _predict_in_batches(net, data, batch_size, transform):
     return result.numpy()
 
 
-class TrainingSnapshot:
-    """Weights, optimizer state and history of a fitted net, to roll back to."""
+def continue_training(net, fitted, *, lr, weight_decay):
+    """Give a new, initialised ``net`` what the ``fitted`` net has learned.
 
-    def __init__(self, net):
-        self.module_state = {
-            key: value.detach().clone()
-            for key, value in net.module_.state_dict().items()
-        }
-        self.optimizer_state = copy.deepcopy(net.optimizer_.state_dict())
-        self.n_epochs = len(net.history)
-        self.max_epochs = net.max_epochs
-
-    def restore(self, net):
-        net.module_.load_state_dict(self.module_state)
-        net.optimizer_.load_state_dict(self.optimizer_state)
-        del net.history[self.n_epochs :]
-        net.set_params(max_epochs=self.max_epochs, train_split=None)
-        net.module_.eval()
+    The weights and history carry over, and the optimizer's state when the
+    optimizer is of the same kind, with this fit's ``lr`` and
+    ``weight_decay``. ``fitted`` is left as it is.
+    """
+    net.module_.load_state_dict(fitted.module_.state_dict())
+    if type(net.optimizer_) is type(fitted.optimizer_):
+        net.optimizer_.load_state_dict(fitted.optimizer_.state_dict())
+        # Where a setting is unchanged, the optimizer goes on where it was
+        # (a schedule may have lowered its learning rate since).
+        for group in net.optimizer_.param_groups:
+            if lr != fitted.lr:
+                group["lr"] = lr
+            if weight_decay != fitted.optimizer__weight_decay:
+                group["weight_decay"] = weight_decay
+    for group in net.optimizer_.param_groups:
+        # Schedulers resuming at a later epoch look for the rate they
+        # started from.
+        group.setdefault("initial_lr", group["lr"])
+    net.history = History(copy.deepcopy(fitted.history.to_list()))
+    return net
 
 
 def restore_net(net, state_dict, history):
@@ -591,7 +596,7 @@ __all__ = [
     "OPTIMIZERS",
     "SequenceNet",
     "TrainingDiverged",
-    "TrainingSnapshot",
+    "continue_training",
     "build_net",
     "check_callbacks",
     "predict_outputs",

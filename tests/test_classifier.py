@@ -277,10 +277,37 @@ def test_zero_sample_weight_hides_a_label():
 def test_warm_start_continues_training():
     X, y = make_classification_sequences()
     clf = LSTMClassifier(**FAST, warm_start=True).fit(X, y)
-    module = clf.net_.module_
+    first_losses = list(clf.loss_curve_)
+    clf.set_params(max_epochs=1).fit(X, y)
+    # The history goes on, and so does the loss, from where it was.
+    assert clf.n_iter_ == 4 and clf.loss_curve_[:3] == first_losses
+    assert clf.loss_curve_[-1] < first_losses[0]
+
+
+def test_warm_start_takes_new_training_settings_and_rebuilds_for_new_shapes():
+    X, y = make_classification_sequences()
+    clf = LSTMClassifier(**FAST, warm_start=True, lr_schedule=None).fit(X, y)
+    clf.set_params(lr=0.05, optimizer="sgd", batch_size=7, dropout=0.5)
     clf.fit(X, y)
-    assert clf.net_.module_ is module
-    assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    assert clf.n_iter_ == 6
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == 0.05
+    assert type(clf.net_.optimizer_).__name__ == "SGD"
+    assert clf.net_.batch_size == 7
+    assert clf.net_.module_.dropout.p == 0.5
+    clf.set_params(hidden_size=5)
+    with pytest.warns(UserWarning, match=r"hidden_size \(16 -> 5\).*from scratch"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 3
+    assert clf.net_.module_.rnn.hidden_size == 5
+
+
+def test_set_params_after_fit_leaves_predictions_alone():
+    X, y = make_classification_sequences()
+    clf = LSTMClassifier(**FAST).fit(X, y)
+    proba = clf.predict_proba(X)
+    clf.set_params(output_mode="sequence", precision="64", hidden_size=3)
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    assert clf.predict(X).shape == (len(X),)
 
 
 def test_partial_fit_needs_classes_first_then_trains_one_epoch_per_call():
