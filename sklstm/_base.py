@@ -60,6 +60,10 @@ from ._typing import ArrayLike, FileLike, PathLike, Self, SequencesLike, Targets
 # (see prediction_rows).
 _PREDICT_BATCH_SIZE = 1024
 
+# A training loss this many times the loss of guessing (see the criteria's
+# chance_loss) is an optimiser running away, even while it stays finite.
+_EXPLODED = 1e6
+
 # Bounds of batch_size="auto" (n_train // 16 in between).
 _AUTO_MIN_BATCH = 16
 _AUTO_MAX_BATCH = 64
@@ -688,6 +692,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             tol=self.tol,
             use_validation=use_validation,
             score_fn=self._validation_score,
+            loss_limit=_EXPLODED
+            * max(1.0, self._criterion.chance_loss(module_kwargs["n_outputs"])),
             verbose=self.verbose,
             callbacks=self.callbacks,
             device=device,
@@ -722,7 +728,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
     def _diverged_error(self, n_epochs):
         return ValueError(
-            f"Training diverged: the loss or the weights became non-finite in "
+            f"Training diverged: the loss exploded or the weights became "
+            f"non-finite in "
             f"epoch {n_epochs} with lr={self.lr}. Lower lr (e.g. "
             f"lr={self.lr / 10:g}), set gradient_clip=1.0, or check that X "
             "and y are on a moderate scale. No model was kept from this fit."

@@ -11,6 +11,8 @@ sequence's end ever influences an output.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -457,6 +459,11 @@ def _init_gate_bias(rnn, hidden_size, forget_bias):
 class WeightedCrossEntropy(nn.Module):
     """Weighted mean cross-entropy of logits against class codes."""
 
+    @staticmethod
+    def chance_loss(n_outputs):
+        """The loss of predicting every class equally likely."""
+        return math.log(max(n_outputs, 2))
+
     def forward(self, outputs, targets, weights=None):
         if outputs.dtype in (torch.float16, torch.bfloat16):
             outputs = outputs.float()
@@ -474,6 +481,11 @@ class WeightedCrossEntropy(nn.Module):
 
 class WeightedSquaredError(nn.Module):
     """Weighted mean squared error, averaged over the outputs of each target."""
+
+    @staticmethod
+    def chance_loss(n_outputs):
+        """The loss of predicting the mean of standardised targets: 1."""
+        return 1.0
 
     def forward(self, outputs, targets, weights=None):
         if outputs.dtype in (torch.float16, torch.bfloat16):

@@ -209,11 +209,21 @@ class ValidationScore(Callback):
 
 
 class DivergenceCheck(Callback):
-    """Stops training, with :class:`TrainingDiverged`, once the loss is not finite."""
+    """Stops training, with :class:`TrainingDiverged`, once the loss explodes.
+
+    Exploding means not finite, or above ``limit``: a loss that large (a
+    million times what guessing would give) is an optimiser running away,
+    even while it stays finite.
+    """
+
+    def __init__(self, limit=None):
+        self.limit = limit
 
     def on_epoch_end(self, net, **kwargs):
         loss = net.history[-1].get("train_loss")
-        if loss is not None and not math.isfinite(loss):
+        if loss is None:
+            return
+        if not math.isfinite(loss) or (self.limit is not None and loss > self.limit):
             raise TrainingDiverged(f"train_loss={loss}")
 
 
@@ -340,6 +350,7 @@ def build_net(
     tol,
     use_validation,
     score_fn,
+    loss_limit=None,
     verbose,
     callbacks,
     device,
@@ -348,7 +359,7 @@ def build_net(
     """The skorch net for an estimator's settings (not yet initialised)."""
     steps = [
         ("valid_score", ValidationScore(score_fn)),
-        ("diverged", DivergenceCheck()),
+        ("diverged", DivergenceCheck(loss_limit)),
     ]
     if gradient_clip is not None:
         steps.append(("gradient_clip", GradientNormClipping(gradient_clip)))

@@ -73,6 +73,25 @@ class Interrupt(Callback):
 # Divergence
 
 
+@pytest.mark.parametrize("Estimator", [LSTMClassifier, LSTMRegressor])
+def test_a_loss_that_explodes_but_stays_finite_is_divergence(Estimator):
+    # Adam at lr=1e6 sends the loss to 1e26 without ever reaching infinity.
+    y = Y if Estimator is LSTMClassifier else X[:, :, 0].sum(axis=1)
+    estimator = Estimator(**{**FAST, "lr": 1e6})
+    with pytest.raises(ValueError, match="Training diverged.*exploded"):
+        estimator.fit(X, y)
+    assert fitted_attributes(estimator) == []
+
+
+def test_a_large_but_healthy_loss_is_not_divergence():
+    # Targets far from those of the first fit give a large loss, not a
+    # runaway optimiser: partial_fit goes on.
+    y = X[:, :, 0].sum(axis=1)
+    regressor = LSTMRegressor(**FAST).partial_fit(X, y)
+    regressor.partial_fit(X, y * 100)
+    assert regressor.n_iter_ == 2
+
+
 def test_too_high_learning_rate_raises_and_keeps_nothing():
     regressor = LSTMRegressor(**{**FAST, "optimizer": "sgd", "lr": 1e10})
     with pytest.raises(ValueError, match="Training diverged.*Lower lr"):
