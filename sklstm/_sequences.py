@@ -152,50 +152,66 @@ def _to_float(array, dtype):
         return array.astype(dtype, copy=False)
 
 
+def step_rows(array, name):
+    """One sequence as ``(n_timesteps, n_features)``, or a clear error."""
+    if array.ndim == 1:
+        array = array[:, None]
+    elif array.ndim != 2:
+        raise ValueError(
+            f"{name} has {array.ndim} dimensions; each sequence must be "
+            "(n_timesteps, n_features) or (n_timesteps,)."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(
+            f"{name} is empty (0 time steps). Remove empty sequences or "
+            "give them at least one time step."
+        )
+    return array
+
+
+def check_feature_counts(sequences):
+    """Every sequence of a list must have the same number of features."""
+    first = sequences[0].shape[1]
+    bad = next((i for i, a in enumerate(sequences) if a.shape[1] != first), None)
+    if bad is not None:
+        raise ValueError(
+            f"Sequences have different numbers of features: X[0] has {first}, "
+            f"X[{bad}] has {sequences[bad].shape[1]}. Every sequence must have "
+            "the same features at every time step."
+        )
+
+
+def pad_rows(values, lengths, fill=0):
+    """Rows of consecutive sequences ``(n_rows, ...)`` as a padded
+    ``(n_sequences, max_length, ...)`` array, ``fill`` after each end."""
+    n_samples = len(lengths)
+    padded = np.full(
+        (n_samples, int(lengths.max())) + values.shape[1:], fill, values.dtype
+    )
+    rows = np.repeat(np.arange(n_samples), lengths)
+    starts = np.cumsum(lengths) - lengths
+    steps = np.arange(len(values)) - np.repeat(starts, lengths)
+    padded[rows, steps] = values
+    return padded
+
+
 def _pad_sequence_list(X, dtype):
     sequences = []
     for index, item in enumerate(X):
         name = f"Sequence X[{index}]"
         if hasattr(item, "to_numpy"):
             item = item.to_numpy()
-        array = _numeric_array(item, name)
-        if array.ndim == 1:
-            array = array[:, None]
-        elif array.ndim != 2:
-            raise ValueError(
-                f"{name} has {array.ndim} dimensions; each sequence must be "
-                "(n_timesteps, n_features) or (n_timesteps,)."
-            )
-        if array.shape[0] == 0:
-            raise ValueError(
-                f"{name} is empty (0 time steps). Remove empty sequences or "
-                "give them at least one time step."
-            )
-        sequences.append(array)
-    feature_counts = {array.shape[1] for array in sequences}
-    if len(feature_counts) > 1:
-        first = sequences[0].shape[1]
-        bad = next(i for i, a in enumerate(sequences) if a.shape[1] != first)
-        raise ValueError(
-            f"Sequences have different numbers of features: X[0] has {first}, "
-            f"X[{bad}] has {sequences[bad].shape[1]}. Every sequence must have "
-            "the same features at every time step."
-        )
+        sequences.append(step_rows(_numeric_array(item, name), name))
+    check_feature_counts(sequences)
     lengths = np.fromiter((len(a) for a in sequences), np.int64, len(sequences))
-    n_features = sequences[0].shape[1]
-    if n_features == 0:
+    if sequences[0].shape[1] == 0:
         raise ValueError(
             "Sequences have 0 features per time step; each step must hold at "
             "least one value."
         )
     flat = _to_float(np.concatenate(sequences), dtype)
     _check_finite(flat)
-    padded = np.zeros((len(sequences), int(lengths.max()), n_features), dtype)
-    rows = np.repeat(np.arange(len(sequences)), lengths)
-    starts = np.cumsum(lengths) - lengths
-    steps = np.arange(len(flat)) - np.repeat(starts, lengths)
-    padded[rows, steps] = flat
-    return Sequences(padded, lengths, ragged=True)
+    return Sequences(pad_rows(flat, lengths), lengths, ragged=True)
 
 
 def _check_finite(array):

@@ -27,7 +27,7 @@ import torch
 
 from ._data import place
 from ._long_table import SequenceFrame
-from ._sequences import Sequences
+from ._sequences import Sequences, check_feature_counts, pad_rows, step_rows
 
 # Codes reserved before the learned categories.
 UNKNOWN_CODE = 0
@@ -315,29 +315,11 @@ def _read_frames(frames):
 
 def _read_arrays(X):
     if isinstance(X, (list, tuple)):
-        items = []
-        for index, item in enumerate(X):
-            array = np.asarray(item)
-            if array.ndim == 1:
-                array = array[:, None]
-            if array.ndim != 2:
-                raise ValueError(
-                    f"Sequence X[{index}] has {array.ndim} dimensions; each "
-                    "sequence must be (n_timesteps, n_features) or "
-                    "(n_timesteps,)."
-                )
-            if len(array) == 0:
-                raise ValueError(
-                    f"Sequence X[{index}] is empty (0 time steps). Remove "
-                    "empty sequences or give them at least one time step."
-                )
-            items.append(array)
-        widths = {a.shape[1] for a in items}
-        if len(widths) > 1:
-            raise ValueError(
-                "Sequences have different numbers of features; every "
-                "sequence must have the same features at every time step."
-            )
+        items = [
+            step_rows(np.asarray(item), f"Sequence X[{index}]")
+            for index, item in enumerate(X)
+        ]
+        check_feature_counts(items)
         lengths = np.fromiter((len(a) for a in items), np.int64, len(items))
         kinds = {a.dtype.kind for a in items}
         flat = np.concatenate(items, dtype=object if len(kinds) > 1 else None)
@@ -480,19 +462,6 @@ def encode(values, categories):
 
 
 # ---------------------------------------------------------------------------
-def scatter(values, lengths, fill=0):
-    """Long rows ``(n_rows, ...)`` into a padded ``(n, max_len, ...)`` array."""
-    n_samples = len(lengths)
-    padded = np.full(
-        (n_samples, int(lengths.max())) + values.shape[1:], fill, values.dtype
-    )
-    rows = np.repeat(np.arange(n_samples), lengths)
-    starts = np.cumsum(lengths) - lengths
-    steps = np.arange(len(values)) - np.repeat(starts, lengths)
-    padded[rows, steps] = values
-    return padded
-
-
 def _as_float(values, column):
     try:
         array = np.asarray(values, dtype=np.float64)
@@ -618,7 +587,7 @@ def to_tabular_sequences(
             ],
             axis=1,
         )
-        codes = scatter(step_codes, lengths, fill=UNKNOWN_CODE)
+        codes = pad_rows(step_codes, lengths, fill=UNKNOWN_CODE)
     static = None
     if layout.static_numeric:
         static = np.stack(
@@ -638,7 +607,7 @@ def to_tabular_sequences(
             axis=1,
         )
     sequences = Sequences(
-        scatter(step_values, lengths),
+        pad_rows(step_values, lengths),
         lengths,
         ragged=not isinstance(X, np.ndarray),
         codes=codes,
@@ -716,7 +685,6 @@ __all__ = [
     "learn_categories",
     "read_columns",
     "resolve_layout",
-    "scatter",
     "static_rows",
     "time_deltas_of",
 ]
