@@ -29,6 +29,16 @@ def is_out_of_memory(exc):
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
+def out_of_memory(exc):
+    """A :class:`DeviceOutOfMemoryError` carrying the first line of ``exc``.
+
+    Only the message is kept, not ``exc`` itself, whose traceback holds the
+    tensors of the batch that failed.
+    """
+    text = str(exc).strip()
+    return DeviceOutOfMemoryError(text.splitlines()[0] if text else "")
+
+
 def release_cached_memory():
     """Hand memory that torch's CUDA allocator keeps cached back to the device."""
     if torch.cuda.is_available():

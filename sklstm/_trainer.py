@@ -34,10 +34,10 @@ from skorch.utils import TeeGenerator, noop
 
 from ._data import Batches, round_up_rows
 from ._device import (
-    DeviceOutOfMemoryError,
     autocast_context,
     is_out_of_memory,
     new_grad_scaler,
+    out_of_memory,
     release_cached_memory,
 )
 
@@ -442,8 +442,8 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
 
     ``valid_rows`` (or None) are held out for validation. ``weighted`` says,
     for training and validation rows, whether their weights differ from 1.
-    Raises :class:`TrainingDiverged` when the loss or the weights become
-    non-finite and :class:`~sklstm._device.DeviceOutOfMemoryError` when a
+    Raises :class:`TrainingDiverged` when the loss explodes or the weights
+    become non-finite, and :class:`~sklstm._device.DeviceOutOfMemoryError` when a
     batch does not fit in memory (with the failed batch's memory released);
     the caller then keeps no part of this training.
     """
@@ -456,7 +456,7 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
     n_epochs_before = len(net.history)
     net.set_params(train_split=split, max_epochs=epochs)
     net.grad_scaler = new_grad_scaler(net.precision, torch.device(net.device))
-    out_of_memory = None
+    failure = None
     try:
         # skorch's partial_fit: on_train_begin, the epochs, on_train_end;
         # an interrupt (the user's, or a callback's stop) ends it quietly.
@@ -464,19 +464,18 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        out_of_memory = DeviceOutOfMemoryError(reason)
+        failure = out_of_memory(exc)
     finally:
         # The fitted net keeps no reference to this fit's data.
         net.set_params(train_split=None)
         net.grad_scaler = None
-    if out_of_memory is not None:
+    if failure is not None:
         # Raised out here, where the failed batch's activations are already
         # free; gradients go too, so a retry with a smaller batch_size in the
         # same process finds the memory released.
         net.optimizer_.zero_grad(set_to_none=True)
         release_cached_memory()
-        raise out_of_memory
+        raise failure
     # An epoch without a training loss was cut short by an interrupt; an
     # early stop (skorch's EarlyStopping or another callback) comes after an
     # epoch is complete.
@@ -519,11 +518,7 @@ def predict_outputs(net, data, batch_size, transform=None):
         except (RuntimeError, MemoryError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            if batch_size == 1:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                failure = DeviceOutOfMemoryError(reason)
-            else:
-                failure = None
+            failure = out_of_memory(exc) if batch_size == 1 else None
         if failure is not None:
             raise failure
         # Prediction keeps no gradients, so halving the batch halves the
