@@ -19,6 +19,7 @@ from ._device import (
     DeviceOutOfMemoryError,
     check_precision,
     check_prediction_precision,
+    cpu_threads,
     is_out_of_memory,
     prediction_rows,
     resolve_device,
@@ -135,6 +136,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "warm_start": ["boolean"],
         "device": [str],
         "precision": [StrOptions({"32", "64", "bf16-mixed", "16-mixed"})],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [None, list],
@@ -176,6 +178,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         warm_start,
         device,
         precision,
+        n_threads,
         random_state,
         verbose,
         callbacks,
@@ -212,6 +215,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.warm_start = warm_start
         self.device = device
         self.precision = precision
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -300,7 +304,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         # Training needs gradients and ordinary tensors, whatever the caller
         # has switched off around the call (torch.no_grad, inference_mode).
-        with torch.inference_mode(False), torch.enable_grad():
+        with (
+            cpu_threads(self.n_threads),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+        ):
             return self._fit_with_gradients(
                 X, y, sample_weight, incremental=incremental, classes=classes
             )
@@ -816,7 +824,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             cpu_rows=_PREDICT_BATCH_SIZE,
         )
         try:
-            outputs = predict_outputs(self.net_, data, batch_size, transform)
+            with cpu_threads(self.n_threads):
+                outputs = predict_outputs(self.net_, data, batch_size, transform)
         except DeviceOutOfMemoryError as exc:
             raise self._out_of_memory_error(exc, "predict", self.net_.device) from None
         if not np.isfinite(outputs).all():

@@ -76,6 +76,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {warm_start}
     {device}
     {precision}
+    {n_threads}
     {random_state}
     {verbose}
     {callbacks}
@@ -162,6 +163,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         warm_start=False,
         device="auto",
         precision="32",
+        n_threads="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -199,6 +201,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             warm_start=warm_start,
             device=device,
             precision=precision,
+            n_threads=n_threads,
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,

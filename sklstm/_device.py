@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import threading
+import time
 import warnings
 
 import torch
@@ -198,3 +201,83 @@ def prediction_rows(module, device, n_timesteps, cpu_rows):
     # Multiples of 8 keep predictions independent of batch composition
     # (see sklstm._data.round_up_rows).
     return max(low, min(high, rows // 8 * 8))
+
+
+# ---------------------------------------------------------------------------
+# CPU threads
+#
+# torch's thread count is process-wide in effect (set in one thread, it
+# changes what others run with), so the calls that set it are counted: the
+# first one to start saves the caller's setting, the last one to end puts it
+# back, whatever order concurrent fits end in.
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 1
+# Reading the load costs a few milliseconds; predictions called in a loop
+# reuse a recent reading.
+_LOAD_READING_SECONDS = 0.5
+_load_reading = (-float("inf"), 0)
+
+
+def usable_cores():
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _busy_cores():
+    """Threads of other work running now (Linux); 0 where it cannot be read."""
+    global _load_reading
+    now = time.monotonic()
+    if now - _load_reading[0] < _LOAD_READING_SECONDS:
+        return _load_reading[1]
+    counts = []
+    try:
+        for attempt in range(3):
+            if attempt:
+                time.sleep(0.002)
+            with open("/proc/loadavg") as file:
+                # Fourth field: runnable scheduling entities / all of them.
+                counts.append(int(file.read().split()[3].split("/")[0]))
+    except (OSError, ValueError, IndexError):
+        return 0
+    # The reading thread itself is one of them. The smallest of a few
+    # readings skips threads that were awake only for a moment (idle torch
+    # workers spin briefly before they sleep).
+    busy = max(0, min(counts) - 1)
+    _load_reading = (now, busy)
+    return busy
+
+
+def _auto_threads(ceiling, users):
+    free = usable_cores() - _busy_cores()
+    return max(1, min(ceiling, free) // users)
+
+
+@contextlib.contextmanager
+def cpu_threads(n_threads):
+    """Run with torch using ``n_threads`` CPU threads ("auto": see the docs).
+
+    Yields the number chosen. Safe when several fits run in threads: "auto"
+    shares the free cores among them, and the caller's setting comes back
+    when the last of them ends.
+    """
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+        _threads_users += 1
+        if n_threads == "auto":
+            chosen = _auto_threads(_threads_saved, _threads_users)
+        else:
+            chosen = n_threads
+        torch.set_num_threads(chosen)
+    try:
+        yield chosen
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)

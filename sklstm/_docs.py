@@ -166,6 +166,16 @@ precision : {"32", "64", "bf16-mixed", "16-mixed"}
     float16 autocast with loss scaling, for GPUs without fast bfloat16;
     CUDA only, so a CPU fit is refused, and a model fitted so predicts in
     float32 on a CPU.
+n_threads : int or "auto"
+    CPU threads torch may use during ``fit`` and ``predict``; the caller's
+    setting (``torch.get_num_threads()``) is restored afterwards. "auto":
+    the cores not busy with other work when the call starts (on Linux,
+    counted from the runnable threads in ``/proc/loadavg``; elsewhere all
+    the cores this process may use), at most the caller's setting (so
+    ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` cap it), shared
+    among the sklstm fits and predictions running at the same time in this
+    process. More threads than free cores slow torch down many times over,
+    so on a busy machine "auto" takes one.
 random_state : int, RandomState instance or None
     Seeds weight initialisation, shuffling, dropout and the validation
     split; an int makes fits reproducible.

@@ -64,6 +64,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     {warm_start}
     {device}
     {precision}
+    {n_threads}
     {random_state}
     {verbose}
     {callbacks}
@@ -143,6 +144,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         warm_start=False,
         device="auto",
         precision="32",
+        n_threads="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -180,6 +182,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             warm_start=warm_start,
             device=device,
             precision=precision,
+            n_threads=n_threads,
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,

@@ -156,6 +156,7 @@ class LSTMForecaster(BaseEstimator):
         origin.
     {device}
     {precision}
+    {n_threads}
     {random_state}
     {verbose}
     {callbacks}
@@ -256,6 +257,7 @@ class LSTMForecaster(BaseEstimator):
         warm_start=False,
         device="auto",
         precision="32",
+        n_threads="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -292,6 +294,7 @@ class LSTMForecaster(BaseEstimator):
         self.warm_start = warm_start
         self.device = device
         self.precision = precision
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
