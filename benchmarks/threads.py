@@ -22,12 +22,7 @@ import time
 COMPETITORS = {
     "idle": None,
     "python loop": "while True: pass",
-    "torch job": (
-        "import torch\n"
-        "a = torch.randn(600, 600)\n"
-        "while True:\n"
-        "    a @ a\n"
-    ),
+    "torch job": ("import torch\na = torch.randn(600, 600)\nwhile True:\n    a @ a\n"),
 }
 
 FIT = """

@@ -74,6 +74,8 @@ _AUTO_MIN_EPOCHS = 100
 _AUTO_MAX_EPOCHS = 300
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
+# recurrent_stride="auto": at most this many recurrent steps per sequence.
+_AUTO_RECURRENT_STEPS = 100
 
 
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
@@ -99,6 +101,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             StrOptions({"auto"}),
         ],
         "conv_placement": [StrOptions({"parallel", "before"})],
+        "recurrent_stride": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
@@ -156,6 +162,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         conv_filters,
         conv_kernel_size,
         conv_placement,
+        recurrent_stride,
         forget_bias,
         standardize,
         sequence_norm,
@@ -193,6 +200,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.conv_filters = conv_filters
         self.conv_kernel_size = conv_kernel_size
         self.conv_placement = conv_placement
+        self.recurrent_stride = recurrent_stride
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm
@@ -454,6 +462,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "conv_filters": tuple(self.conv_filters or ()),
             "conv_kernel_size": self._conv_kernel_sizes(),
             "conv_placement": self.conv_placement,
+            "recurrent_stride": self.recurrent_stride,
             "sequence_norm": self.sequence_norm,
             "standardize": self.standardize,
             "precision": self.precision,
@@ -464,7 +473,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "conv_kernel_size": tuple(built.get("conv_kernel_sizes") or ()),
             "standardize": built.get("feature_mean") is not None,
             "precision": self.net_.precision,
+            "recurrent_stride": built.get("recurrent_stride", 1),
         }
+        if self.recurrent_stride == "auto":
+            # Resolved from the first fit's data; the network keeps it.
+            now["recurrent_stride"] = then["recurrent_stride"]
         return [
             f"{key} ({then[key]!r} -> {now[key]!r})"
             for key in now
@@ -481,6 +494,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     "positive ints (channels of each convolution), or None."
                 )
         self._conv_kernel_sizes()
+        if self.output_mode == "sequence" and self.recurrent_stride not in ("auto", 1):
+            raise ValueError(
+                f"recurrent_stride={self.recurrent_stride!r} needs "
+                "output_mode='last': per-step predictions take one recurrent "
+                "step per time step. Use recurrent_stride=1 or 'auto'."
+            )
         check_callbacks(self.callbacks)
 
     def _conv_kernel_sizes(self):
@@ -634,6 +653,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         wanted = math.ceil(_AUTO_MIN_STEPS / n_batches)
         return min(_AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, wanted))
 
+    def _resolve_recurrent_stride(self, sequences):
+        """``recurrent_stride``, with "auto" resolved for the training data."""
+        if self.recurrent_stride != "auto":
+            return self.recurrent_stride
+        if self.output_mode == "sequence":
+            return 1
+        longest = int(sequences.lengths.max())
+        return max(1, math.ceil(longest / _AUTO_RECURRENT_STEPS))
+
     def _early_stopping_on(self, n_samples):
         """``early_stopping``, with "auto" resolved for ``n_samples``."""
         if self.early_stopping != "auto":
@@ -667,6 +695,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             conv_filters=tuple(self.conv_filters or ()),
             conv_kernel_sizes=self._conv_kernel_sizes(),
             conv_placement=self.conv_placement,
+            recurrent_stride=self._resolve_recurrent_stride(sequences),
             forget_bias=self.forget_bias,
             sequence_norm=self.sequence_norm,
             feature_mean=None if mean is None else torch.as_tensor(mean),

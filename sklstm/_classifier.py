@@ -48,6 +48,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {conv_filters}
     {conv_kernel_size}
     {conv_placement}
+    {recurrent_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -140,6 +141,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         conv_filters=(64, 128, 64),
         conv_kernel_size="auto",
         conv_placement="parallel",
+        recurrent_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
@@ -179,6 +181,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             conv_filters=conv_filters,
             conv_kernel_size=conv_kernel_size,
             conv_placement=conv_placement,
+            recurrent_stride=recurrent_stride,
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,

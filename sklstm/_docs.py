@@ -61,6 +61,15 @@ conv_placement : {"parallel", "before"}
     predictions, taken step by step), joins the recurrent features before
     the output layer, as in LSTM-FCN. "before": the convolutions feed the
     recurrent layers.
+recurrent_stride : int or "auto"
+    The recurrent layers read the sequence this many steps at a time: each
+    of their steps takes that many consecutive time steps side by side (the
+    last one zero-padded), so they step through that many times fewer
+    steps, which makes long sequences faster to train and easier to
+    remember, while the convolutions keep every step. "auto": the smallest
+    stride that leaves the longest training sequence at most 100 recurrent
+    steps (1 up to 100 steps), and 1 for ``output_mode="sequence"``, which
+    needs one recurrent step per time step.
 forget_bias : float
     Initial bias of the LSTM forget gate (GRU: update gate). A positive
     bias makes the cells keep their memory early in training, which helps

@@ -41,6 +41,10 @@ class RecurrentNetwork(nn.Module):
         "parallel": the convolutions read the input beside the recurrent
         layers and their output, averaged over valid steps, joins the pooled
         recurrent state (LSTM-FCN). "before": they feed the recurrent layers.
+    recurrent_stride : int
+        The recurrent layers read this many consecutive steps at once, side
+        by side as one wider step (the last one zero-padded), and so step
+        through that many times fewer steps. 1 in "sequence" mode.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
     sequence_norm : {"append", "replace"} or None
@@ -80,6 +84,7 @@ class RecurrentNetwork(nn.Module):
         conv_filters=(),
         conv_kernel_sizes=(),
         conv_placement="parallel",
+        recurrent_stride=1,
         forget_bias=1.0,
         sequence_norm=None,
         feature_mean=None,
@@ -144,7 +149,8 @@ class RecurrentNetwork(nn.Module):
         conv_outputs = channels if parallel else 0
 
         recurrent = _CELLS[cell]
-        first_input = n_inputs if parallel else channels
+        self.recurrent_stride = recurrent_stride
+        first_input = (n_inputs if parallel else channels) * recurrent_stride
         if bidirectional:
             # One unidirectional module per direction and layer: the backward
             # one reads each sequence reversed within its own length, so it
@@ -244,13 +250,20 @@ class RecurrentNetwork(nn.Module):
             if self.conv_placement == "before":
                 x, conv_states = conv_states, None
 
+        # The recurrent layers' own view of the batch; the convolutions'
+        # summary below keeps the full-resolution lengths and mask.
+        steps_lengths, steps_mask = lengths, mask
+        if self.recurrent_stride > 1:
+            x, steps_lengths, steps_mask = _side_by_side(
+                x, lengths, mask, self.recurrent_stride
+            )
         if self.rnn is not None:
             # Forward recurrence: steps past a sequence's end cannot reach
             # its valid outputs, so the padded batch runs as is, on the fast
             # fused kernels (packing would be several times slower on CPU).
             states = _recur(self.rnn, x)
         else:
-            states = self._bidirectional(x, lengths, equal_lengths)
+            states = self._bidirectional(x, steps_lengths, equal_lengths)
 
         sequence_features = self._static_features(static, static_codes, x.dtype)
         if self.output_mode == "sequence":
@@ -260,7 +273,7 @@ class RecurrentNetwork(nn.Module):
                 per_step = sequence_features[:, None, :].expand(-1, states.shape[1], -1)
                 states = torch.cat([states, per_step], dim=-1)
             return self.head(self._drop(states))
-        features = self._pool(states, lengths, mask)
+        features = self._pool(states, steps_lengths, steps_mask)
         if conv_states is not None:
             conv_summary = _masked_mean(conv_states, lengths, mask)
             features = torch.cat([features, conv_summary], dim=-1)
@@ -349,6 +362,28 @@ def _embeddings(sizes, widths):
             embedding.weight[0].zero_()
         embeddings.append(embedding)
     return embeddings
+
+
+def _side_by_side(x, lengths, mask, stride):
+    """Every ``stride`` consecutive steps of ``x`` as one step of the result.
+
+    Chunks start at each sequence's first step, and the padding is already
+    zero, so a sequence's chunks are the same alone or in a batch of longer
+    ones; its last chunk ends in zeros, as it would alone. Returns the new
+    ``x``, ``lengths`` and ``mask`` (None stays None: every row full).
+    """
+    batch, _, width = x.shape
+    # stride - 1 zeros after the end make room for the last, partial chunk;
+    # unfold then takes exactly ceil(n_timesteps / stride) chunks. No
+    # arithmetic on the length: an exported graph keeps a dynamic time axis.
+    x = nn.functional.pad(x, (0, 0, 0, stride - 1)).unfold(1, stride, stride)
+    x = x.transpose(2, 3).reshape(batch, -1, stride * width)
+    if lengths is not None:
+        lengths = torch.div(lengths + (stride - 1), stride, rounding_mode="floor")
+    if mask is None:
+        return x, lengths, None
+    steps = torch.arange(x.shape[1], device=x.device)
+    return x, lengths, steps[None, :] < lengths.to(x.device)[:, None]
 
 
 def _recur(rnn, x):

@@ -113,8 +113,11 @@ def export_onnx(estimator, path):
     )
     wrapper.eval()
 
+    # An example with at least two recurrent steps (and two rows): the
+    # exporter specialises any axis of size 1 in the example to that size.
+    stride = getattr(network, "recurrent_stride", 1)
     example = torch.zeros(
-        2, 3, estimator.net_.module_.feature_mean.numel(), dtype=torch.float32
+        2, 2 * stride + 1, network.feature_mean.numel(), dtype=torch.float32
     )
     batch = torch.export.Dim("batch", min=1)
     time = torch.export.Dim("time", min=1)

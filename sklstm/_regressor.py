@@ -39,6 +39,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     {conv_filters}
     {conv_kernel_size}
     {conv_placement}
+    {recurrent_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -122,6 +123,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         conv_filters=(64, 128, 64),
         conv_kernel_size="auto",
         conv_placement="parallel",
+        recurrent_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
@@ -160,6 +162,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             conv_filters=conv_filters,
             conv_kernel_size=conv_kernel_size,
             conv_placement=conv_placement,
+            recurrent_stride=recurrent_stride,
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,

@@ -130,6 +130,7 @@ class LSTMForecaster(BaseEstimator):
     {conv_filters}
     {conv_kernel_size}
     {conv_placement}
+    {recurrent_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -240,6 +241,7 @@ class LSTMForecaster(BaseEstimator):
         conv_filters=None,
         conv_kernel_size=5,
         conv_placement="parallel",
+        recurrent_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm=None,
@@ -277,6 +279,7 @@ class LSTMForecaster(BaseEstimator):
         self.conv_filters = conv_filters
         self.conv_kernel_size = conv_kernel_size
         self.conv_placement = conv_placement
+        self.recurrent_stride = recurrent_stride
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm

@@ -58,6 +58,8 @@ CLASSIFIERS = {
     "last-bidirectional": dict(pooling="last", bidirectional=True),
     "sequence-bidirectional": dict(output_mode="sequence", bidirectional=True),
     "float64": dict(precision="64"),
+    # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4.
+    "stride-bidirectional": dict(recurrent_stride=4, bidirectional=True),
 }
 
 
@@ -79,6 +81,7 @@ REGRESSORS = {
     "single-output": dict(n_outputs=1),
     "two-outputs-gru-max": dict(n_outputs=2, cell="gru", pooling="max"),
     "sequence-conv": dict(n_outputs=1, output_mode="sequence", conv_filters=(8,)),
+    "stride-conv": dict(n_outputs=1, recurrent_stride=3, conv_filters=(8,)),
 }
 
 

@@ -1,0 +1,81 @@
+"""``recurrent_stride``: the recurrent layers read several steps at a time."""
+
+import numpy as np
+import pytest
+
+import sklstm
+from sklstm import LSTMClassifier, LSTMRegressor
+
+from .conftest import make_ragged_sequences
+
+TINY = dict(hidden_size=6, max_epochs=2, random_state=0, device="cpu")
+
+
+def _stride(estimator):
+    return estimator.net_.module_.recurrent_stride
+
+
+@pytest.mark.parametrize(
+    ("n_timesteps", "expected"), [(7, 1), (100, 1), (101, 2), (251, 3), (427, 5)]
+)
+def test_auto_leaves_at_most_100_recurrent_steps(n_timesteps, expected):
+    X = np.random.RandomState(0).normal(size=(6, n_timesteps, 1))
+    y = np.arange(6) % 2
+    assert _stride(LSTMClassifier(**TINY, conv_filters=None).fit(X, y)) == expected
+
+
+def test_auto_is_one_for_per_step_outputs():
+    X = np.random.RandomState(0).normal(size=(6, 250, 2))
+    y = X[..., 0] > 0
+    assert _stride(LSTMClassifier(**TINY, output_mode="sequence").fit(X, y)) == 1
+
+
+def test_a_stride_with_per_step_outputs_is_refused():
+    X = np.random.RandomState(0).normal(size=(6, 10, 2))
+    estimator = LSTMRegressor(**TINY, output_mode="sequence", recurrent_stride=2)
+    with pytest.raises(ValueError, match="recurrent_stride=2 needs output_mode='last'"):
+        estimator.fit(X, X[..., 0])
+    assert not hasattr(estimator, "net_")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_padding_changes_no_prediction(bidirectional, pooling):
+    # Lengths 3 to 20 with stride 4: partial last chunks of every size.
+    X, y = make_ragged_sequences(n_samples=30, max_length=20)
+    clf = LSTMClassifier(
+        **TINY, recurrent_stride=4, bidirectional=bidirectional, pooling=pooling
+    ).fit(X, y)
+    together = clf.predict_proba(X)
+    alone = np.vstack([clf.predict_proba([x]) for x in X])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_the_recurrent_layers_see_fewer_wider_steps():
+    X = np.random.RandomState(0).normal(size=(8, 30, 3))
+    reg = LSTMRegressor(**TINY, recurrent_stride=4).fit(X, X[:, -1, 0])
+    # 4 steps of 3 features side by side, beside the per-sequence
+    # normalised copy that sequence_norm="append" adds.
+    assert reg.net_.module_.rnn.input_size == 4 * 3 * 2
+
+
+def test_warm_start_keeps_the_fitted_stride_and_rebuilds_on_a_new_one():
+    X = np.random.RandomState(0).normal(size=(8, 150, 1))
+    y = np.arange(8) % 2
+    clf = LSTMClassifier(**TINY, warm_start=True).fit(X, y)
+    assert _stride(clf) == 2
+    clf.fit(X[:, :50], y)  # "auto" would give 1 for 50 steps; it continues
+    assert _stride(clf) == 2 and clf.n_iter_ == 4
+    clf.set_params(recurrent_stride=3)
+    with pytest.warns(UserWarning, match="recurrent_stride"):
+        clf.fit(X, y)
+    assert _stride(clf) == 3 and clf.n_iter_ == 2
+
+
+def test_save_and_load_keep_the_stride(tmp_path):
+    X = np.random.RandomState(0).normal(size=(8, 150, 1))
+    clf = LSTMClassifier(**TINY).fit(X, np.arange(8) % 2)
+    clf.save(tmp_path / "model.sklstm")
+    loaded = sklstm.load(tmp_path / "model.sklstm")
+    assert _stride(loaded) == 2
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
