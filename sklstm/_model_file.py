@@ -17,6 +17,15 @@ format; :data:`FITTED_STATE` maps one to the other and says how each field
 is checked on load. Files of format version 1 stored attribute names; they
 are read through :data:`FORMAT1_FIELDS`.
 
+Reading trusts no size a file declares. Members are decompressed in bounded
+chunks, counting what comes out rather than what the zip headers claim; the
+metadata is checked (parameters as ``fit`` checks them, fitted state against
+the schema, the network's arguments against both) before the weights are
+read; the weights' safetensors header is then checked against the network
+those arguments describe, built on the meta device, and only the bytes that
+network needs are read. A crafted file therefore costs about as much memory
+as the model it claims to be, and only if it really holds that model.
+
 This module knows no estimator class: ``sklstm.persistence.load`` passes
 the classes in, and :meth:`BaseLSTM.save <sklstm._base.BaseLSTM.save>` calls
 :func:`write_model_file`, so that imports run one way only.
@@ -24,10 +33,13 @@ the classes in, and :meth:`BaseLSTM.save <sklstm._base.BaseLSTM.save>` calls
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
+import math
 import numbers
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -39,6 +51,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device, seeded
+from ._network import RecurrentNetwork
 from ._trainer import restore_net
 from ._version import __version__
 
@@ -61,6 +74,27 @@ _TOP_LEVEL_KEYS = (
 # Far above what any real model needs (the history of 100k epochs is a few
 # MiB), low enough that a crafted archive cannot exhaust memory.
 _MAX_METADATA_BYTES = 64 * 2**20
+# The weights member: a safetensors header (about 100 bytes a tensor; this
+# allows tens of thousands of tensors), then exactly the bytes the header
+# declares, which must be the network's tensors.
+_MAX_WEIGHTS_HEADER_BYTES = 4 * 2**20
+# The widest element a weights tensor may have (float64, int64): the cap on
+# the weights is the network's element count times this.
+_MAX_ITEMSIZE = 8
+# What save writes: stored or deflated members, which zipfile decompresses a
+# bounded chunk at a time. bzip2 and lzma expand a small input far more, and
+# zipfile decompresses what it reads of them whole.
+_COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_READ_CHUNK = 2**20
+# No file sklstm writes nests JSON deeper than about 8 levels; bounding the
+# depth keeps every recursive walk over a loaded value (decoding, copying,
+# pickling the estimator) far from Python's recursion limit.
+_MAX_JSON_DEPTH = 32
+# An array decoded from JSON may take at most this many bytes per character
+# of its text, plus a small allowance: a declared dtype ("<U200000000") or one
+# long string among many short ones then cannot turn bytes into gigabytes.
+_ARRAY_BYTES_PER_CHARACTER = 256
+_ARRAY_ALLOWANCE = 2**16
 _PICKLE_PROTOCOL_BYTE = 0x80
 # The random seed also seeds numpy's RandomState (the validation split),
 # which takes 32-bit seeds.
@@ -436,30 +470,88 @@ def _decode(value):
     if set(value) == {"__dict__"}:
         return {_decode(key): _decode(item) for key, item in value["__dict__"]}
     if set(value) == {"__tensor__"}:
-        return torch.as_tensor(_decode(value["__tensor__"]))
+        array = _decode(value["__tensor__"])
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise ValueError("a tensor must hold a numeric array")
+        return torch.as_tensor(array)
     if set(value) == {"__ndarray__", "dtype", "shape"}:
-        dtype = np.dtype(value["dtype"])
-        if dtype.kind not in _ARRAY_KINDS:
-            raise ValueError(f"unsupported array dtype {value['dtype']!r}")
-        shape = tuple(int(size) for size in value["shape"])
-        if dtype.kind == "O":
-            items = _decode(value["__ndarray__"])
-            if len(shape) != 1 or len(items) != shape[0]:
-                raise ValueError("an object array does not match its shape")
-            array = np.empty(shape, dtype=object)
-            array[:] = items
-            return array
-        return np.asarray(value["__ndarray__"], dtype=dtype).reshape(shape)
+        return _decode_array(value["__ndarray__"], value["dtype"], value["shape"])
     raise ValueError(f"unknown tagged value with keys {sorted(value)}")
+
+
+# What the elements of an array of each dtype kind must be in JSON.
+_ELEMENT_TYPES = {
+    "b": lambda item: isinstance(item, bool),
+    "i": _is_int,
+    "u": _is_int,
+    "f": _is_number,
+    "U": lambda item: isinstance(item, str),
+    "O": lambda item: True,
+}
+
+
+def _decode_array(items, dtype_name, shape):
+    """An array from its JSON form, allocated only once its size is checked."""
+    if not isinstance(dtype_name, str):
+        raise ValueError(f"an array's dtype must be a string, got {_show(dtype_name)}")
+    try:
+        dtype = np.dtype(dtype_name)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"unsupported array dtype {_show(dtype_name)}") from None
+    if dtype.kind not in _ARRAY_KINDS:
+        raise ValueError(f"unsupported array dtype {_show(dtype_name)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_JSON_DEPTH
+        or not all(_is_int(size) and size >= 0 for size in shape)
+        or (dtype.kind == "O" and len(shape) != 1)
+    ):
+        raise ValueError(f"an array has an invalid shape {_show(shape)}")
+    # The nesting of the lists must be the shape: then the element count is
+    # what the text holds, whatever the shape claims.
+    flat = [items]
+    for size in shape:
+        if not all(isinstance(row, list) and len(row) == size for row in flat):
+            raise ValueError(f"an array does not match its shape {_show(shape)}")
+        flat = [item for row in flat for item in row]
+    if dtype.kind == "O":
+        flat = [_decode(item) for item in flat]
+    if not all(map(_ELEMENT_TYPES[dtype.kind], flat)):
+        raise ValueError(f"an array's elements do not fit its dtype {dtype.str}")
+    characters = sum(len(item) if isinstance(item, str) else 1 for item in flat)
+    if len(flat) * dtype.itemsize > (
+        _ARRAY_BYTES_PER_CHARACTER * (characters + len(flat)) + _ARRAY_ALLOWANCE
+    ):
+        raise ValueError(
+            f"an array of {len(flat)} elements of dtype {dtype.str} takes far "
+            "more memory than its values need"
+        )
+    if dtype.kind == "U" and any(len(item) * 4 > dtype.itemsize for item in flat):
+        raise ValueError(f"an array holds strings longer than its dtype {dtype.str}")
+    if dtype.kind == "O":
+        array = np.empty(len(flat), dtype=object)
+        for index, item in enumerate(flat):
+            array[index] = item
+        return array
+    # OverflowError: an integer beyond the dtype's range.
+    try:
+        return np.array(flat, dtype=dtype).reshape(shape)
+    except OverflowError as exc:
+        raise ValueError(f"an array's values overflow its dtype ({exc})") from None
 
 
 def _decode_mapping(value, what):
     if not isinstance(value, dict):
         raise _Invalid(f"{what} is not a JSON object")
-    try:
-        return {str(key): _decode(item) for key, item in value.items()}
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise _Invalid(f"{what} cannot be decoded ({exc})") from None
+    decoded = {}
+    for key, item in value.items():
+        try:
+            decoded[str(key)] = _decode(item)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise _Invalid(
+                f"{what} entry {_show(key)} cannot be decoded ({_clip(str(exc))})"
+            ) from None
+    return decoded
 
 
 # ---------------------------------------------------------------------------
@@ -486,41 +578,174 @@ def _check_fitted(name, fitted):
     return checked
 
 
-def _check_network(name, fields, module_kwargs, output_mode):
-    """The network that ``module_kwargs`` describes must fit the fitted state."""
+def _architecture(estimator):
+    """The network arguments that the estimator's parameters fix.
+
+    As ``fit`` passes them; a warm start that changes any of them trains a
+    new network, so a fitted network always has these.
+    """
+    return {
+        "hidden_size": estimator.hidden_size,
+        "num_layers": estimator.num_layers,
+        "bidirectional": estimator.bidirectional,
+        "cell": estimator.cell,
+        "output_mode": estimator.output_mode,
+        "pooling": estimator.pooling,
+        "conv_filters": tuple(estimator.conv_filters or ()),
+        "conv_kernel_sizes": estimator._conv_kernel_sizes(),
+        "conv_placement": estimator.conv_placement,
+        "sequence_norm": estimator.sequence_norm,
+    }
+
+
+def _same(value, expected):
+    """Equal and of the same types: True == 1 and 3.0 == 3, but the network
+    must be given what fit gives it."""
+    if isinstance(expected, tuple):
+        return (
+            isinstance(value, tuple)
+            and len(value) == len(expected)
+            and all(map(_same, value, expected))
+        )
+    return type(value) is type(expected) and value == expected
+
+
+def _int_tuple(value, minimum):
+    return isinstance(value, tuple) and all(
+        _is_int(item) and item >= minimum for item in value
+    )
+
+
+def _optional_vector(value, size):
+    """None, or a finite float tensor of shape (size,)."""
+    return value is None or (
+        isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and tuple(value.shape) == (size,)
+        and bool(torch.isfinite(value).all())
+    )
+
+
+def _check_network(estimator, fields, module_kwargs):
+    """The network that ``module_kwargs`` describes must be the one the
+    parameters and the fitted state give; raise _Invalid.
+
+    Checked before any tensor of the network exists, so that every size it
+    will be built with is one the file's other parts agree on.
+    """
+    name = type(estimator).__name__
+    defaults = _network_defaults()
+    unknown = sorted(set(module_kwargs) - set(defaults))
+    if unknown:
+        raise _Invalid(f"module_kwargs has unknown network arguments {unknown}")
+    arguments = {**defaults, **module_kwargs}
     for key, minimum in (("n_inputs", 0), ("n_outputs", 1)):
-        if not _is_int(module_kwargs.get(key)) or module_kwargs[key] < minimum:
+        if not _is_int(arguments[key]) or arguments[key] < minimum:
             raise _Invalid(
                 f"module_kwargs {key} must be an int >= {minimum}, got "
-                f"{_show(module_kwargs.get(key))}"
+                f"{_show(arguments[key])}"
             )
-    categories = fields.get("categories")
-    if categories is not None:
-        codes = [len(c) + 2 for c in categories]
-        sizes = list(module_kwargs.get("categorical_sizes", ())) + list(
-            module_kwargs.get("static_sizes", ())
-        )
-        if codes != sizes:
+    for key, expected in _architecture(estimator).items():
+        value = arguments[key]
+        if not _same(value, expected):
             raise _Invalid(
-                f"the network's embeddings take {sizes} codes but the "
-                f"categories give {codes}"
+                f"the network's {key} is {_show(value)} but the parameter "
+                f"{key.replace('conv_kernel_sizes', 'conv_kernel_size')} is "
+                f"{_show(expected)}"
+            )
+    n_inputs = arguments["n_inputs"]
+    dropout = arguments["dropout"]
+    if not (_is_number(dropout) and 0 <= dropout < 1):
+        raise _Invalid(f"the network's dropout must be in [0, 1), got {_show(dropout)}")
+    if not (
+        _is_number(arguments["forget_bias"]) and np.isfinite(arguments["forget_bias"])
+    ):
+        raise _Invalid(
+            "the network's forget_bias must be a finite number, got "
+            f"{_show(arguments['forget_bias'])}"
+        )
+    for key in ("feature_mean", "feature_scale"):
+        if not _optional_vector(arguments[key], n_inputs):
+            raise _Invalid(
+                f"the network's {key} must be null or {n_inputs} finite numbers"
+            )
+        if (arguments[key] is not None) != estimator.standardize:
+            raise _Invalid(
+                f"the network's {key} is {'not ' * estimator.standardize}set but "
+                f"the parameter standardize is {estimator.standardize}"
+            )
+    indicators = arguments["missing_indicators"]
+    if not _int_tuple(indicators, 0) or list(indicators) != sorted(
+        set(i for i in indicators if i < n_inputs)
+    ):
+        raise _Invalid(
+            "the network's missing_indicators must be increasing feature "
+            f"positions below n_inputs={n_inputs}, got {_show(indicators)}"
+        )
+    _check_embeddings(fields, arguments)
+    layout = fields.get("layout")
+    static_numeric = 0 if layout is None else len(layout["static_numeric"])
+    if (
+        not _is_int(arguments["static_numeric"])
+        or arguments["static_numeric"] != static_numeric
+    ):
+        raise _Invalid(
+            f"the network takes {_show(arguments['static_numeric'])} static "
+            f"numeric features but the layout gives {static_numeric}"
+        )
+    for key in ("static_mean", "static_scale"):
+        if not _optional_vector(arguments[key], static_numeric):
+            raise _Invalid(
+                f"the network's {key} must be null or {static_numeric} finite numbers"
             )
     description, expected_outputs = _NETWORK_OUTPUTS[name]
-    if module_kwargs["n_outputs"] != expected_outputs(fields):
+    if arguments["n_outputs"] != expected_outputs(fields):
         raise _Invalid(
-            f"the network has {module_kwargs['n_outputs']} outputs but "
+            f"the network has {arguments['n_outputs']} outputs but "
             f"{description} is {expected_outputs(fields)}"
         )
-    if module_kwargs["n_inputs"] != fields["n_step_features"]:
+    if n_inputs != fields["n_step_features"]:
         raise _Invalid(
-            f"the network reads {module_kwargs['n_inputs']} features per time "
+            f"the network reads {n_inputs} features per time "
             f"step but n_step_features is {fields['n_step_features']}"
         )
-    if module_kwargs.get("output_mode") != output_mode:
+
+
+def _check_embeddings(fields, arguments):
+    """Embedding sizes: one per categorical column, codes from its categories."""
+    layout = fields.get("layout")
+    categories = fields.get("categories") or []
+    n_step = 0 if layout is None else len(layout["categorical"])
+    n_columns = n_step + (0 if layout is None else len(layout["static_categorical"]))
+    if len(categories) != n_columns:
         raise _Invalid(
-            f"the network's output_mode is {_show(module_kwargs.get('output_mode'))} "
-            f"but the parameter output_mode is {output_mode!r}"
+            f"the layout has {n_columns} categorical columns but the file "
+            f"holds categories for {len(categories)}"
         )
+    codes = [len(c) + 2 for c in categories]
+    for sizes_key, widths_key, expected in (
+        ("categorical_sizes", "embedding_sizes", codes[:n_step]),
+        ("static_sizes", "static_embedding_sizes", codes[n_step:]),
+    ):
+        sizes, widths = arguments[sizes_key], arguments[widths_key]
+        if not _int_tuple(sizes, 1) or list(sizes) != expected:
+            raise _Invalid(
+                f"the network's embeddings take {_show(sizes)} codes ({sizes_key}) "
+                f"but the categories give {expected}"
+            )
+        if not _int_tuple(widths, 1) or len(widths) != len(sizes):
+            raise _Invalid(
+                f"the network's {widths_key} must be one width >= 1 per "
+                f"embedding, got {_show(widths)}"
+            )
+
+
+def _network_defaults():
+    """Every argument the network takes, with its default."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(RecurrentNetwork).parameters.items()
+    }
 
 
 def _check_parameters(estimator):
@@ -664,10 +889,25 @@ def _check_destination(path, mode):
             f"path must be a file name, a path-like object or a binary file "
             f"object, got {type(path).__name__}."
         )
+    if getattr(path, "closed", False):
+        raise ValueError("The file object is closed; pass an open one.")
     if isinstance(path, io.TextIOBase) or "b" not in getattr(path, "mode", "b"):
         raise TypeError(
             "The file object is open in text mode; model files are binary. "
             f"Open it with open(name, '{mode}b')."
+        )
+    able = getattr(path, "writable" if mode == "w" else "readable", None)
+    if callable(able) and not able():
+        raise TypeError(
+            f"The file object is not open for {'writing' if mode == 'w' else 'reading'}"
+            f"; open it with open(name, '{mode}b')."
+        )
+    seekable = getattr(path, "seekable", None)
+    if mode == "r" and not (callable(seekable) and seekable()):
+        # zipfile reads an archive from its end, where its directory is.
+        raise TypeError(
+            "The file object cannot seek, and a model file is read from its "
+            "end. Pass io.BytesIO(file.read()) instead."
         )
 
 
@@ -747,31 +987,43 @@ def read_model_file(path, estimator_classes, *, device=None):
     """
     _check_destination(path, "r")
     where = _describe(path)
-    metadata, weights = _read_archive(path, where)
-    name = metadata["estimator"]
-    cls = estimator_classes.get(name) if isinstance(name, str) else None
-    if cls is None or name not in FITTED_STATE:
-        raise ValueError(
-            f"{where} holds an estimator of unknown class {_show(name)}; this "
-            f"sklstm loads {sorted(estimator_classes)}."
+    with _open_archive(path, where) as archive:
+        metadata = _parse_metadata(
+            _read_member(archive, _METADATA, where, _MAX_METADATA_BYTES), where
         )
-    try:
-        estimator, fields, module_kwargs = _check_metadata(metadata, cls)
-    except _Invalid as exc:
-        raise ValueError(
-            f"{where} is not a valid sklstm model file: {exc}. The file is "
-            "corrupt or was edited."
-        ) from None
-    except _NewerParameters as exc:
-        raise ValueError(
-            f"{where} has parameters {exc.args[0]} that this sklstm's "
-            f"{name} does not know. It was written by sklstm "
-            f"{_show(metadata.get('sklstm_version'))}: if that is a later "
-            "version, upgrade sklstm to load it; if not, the file is corrupt "
-            "or was edited."
-        ) from None
+        if _WEIGHTS not in archive.namelist():
+            raise ValueError(
+                f"{where} is an incomplete sklstm model file: {_WEIGHTS} is "
+                "missing. Save the model again."
+            )
+        name = metadata["estimator"]
+        cls = estimator_classes.get(name) if isinstance(name, str) else None
+        if cls is None or name not in FITTED_STATE:
+            raise ValueError(
+                f"{where} holds an estimator of unknown class {_show(name)}; this "
+                f"sklstm loads {sorted(estimator_classes)}."
+            )
+        try:
+            estimator, fields, module_kwargs = _check_metadata(metadata, cls)
+        except _NewerParameters as exc:
+            raise ValueError(
+                f"{where} has parameters {exc.args[0]} that this sklstm's "
+                f"{name} does not know. It was written by sklstm "
+                f"{_show(metadata.get('sklstm_version'))}: if that is a later "
+                "version, upgrade sklstm to load it; if not, the file is corrupt "
+                "or was edited."
+            ) from None
+        except (ValueError, TypeError) as exc:
+            # _Invalid, or what a value no check foresaw made a check raise.
+            raise ValueError(
+                f"{where} is not a valid sklstm model file: "
+                f"{_clip(str(exc).rstrip('.'))}. The file is corrupt or was edited."
+            ) from None
+        # Only now, with every size the metadata declares checked, are the
+        # weights read; the network they must fit caps how much is read.
+        tensors = _read_weights(archive, where, module_kwargs)
     net = _rebuild_net(
-        estimator, fields, module_kwargs, metadata["history"], weights, device, where
+        estimator, fields, module_kwargs, metadata["history"], tensors, device, where
     )
     for field in FITTED_STATE[name]:
         if field.name in fields:
@@ -819,7 +1071,7 @@ def _check_metadata(metadata, cls):
     estimator = cls(**params)
     _check_parameters(estimator)
     fields = _check_fitted(name, fitted)
-    _check_network(name, fields, module_kwargs, estimator.output_mode)
+    _check_network(estimator, fields, module_kwargs)
     if len(history) != fields["n_iter"]:
         raise _Invalid(
             f"the history holds {len(history)} epochs but n_iter is {fields['n_iter']}"
@@ -834,16 +1086,7 @@ def _format1_fields(fitted):
     return {FORMAT1_FIELDS[key]: value for key, value in fitted.items()}
 
 
-def _rebuild_net(estimator, fields, module_kwargs, history, weights, device, where):
-    from safetensors import SafetensorError
-    from safetensors.torch import load as safetensors_load
-
-    try:
-        tensors = safetensors_load(weights)
-    except SafetensorError as exc:
-        raise ValueError(
-            f"{where} is corrupt: {_WEIGHTS} cannot be read ({exc})."
-        ) from None
+def _rebuild_net(estimator, fields, module_kwargs, history, tensors, device, where):
     for key, tensor in tensors.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(
@@ -861,7 +1104,7 @@ def _rebuild_net(estimator, fields, module_kwargs, history, weights, device, whe
         # RNG so that loading leaves the caller's random state alone.
         with seeded(fields["seed"], target):
             net.initialize()
-        _check_weight_shapes(net.module_.state_dict(), tensors)
+        _check_weight_dtypes(net.module_.state_dict(), tensors)
         restore_net(net, tensors, history)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(
@@ -871,21 +1114,158 @@ def _rebuild_net(estimator, fields, module_kwargs, history, weights, device, whe
     return net
 
 
-def _check_weight_shapes(expected, tensors):
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{_WEIGHTS} lacks tensors {missing} and has unexpected tensors "
-            f"{unexpected}"
-        )
+def _check_weight_dtypes(expected, tensors):
+    # load_state_dict would cast silently; the saved network had these.
     for key, tensor in expected.items():
-        if tuple(tensors[key].shape) != tuple(tensor.shape):
+        if key in tensors and tensors[key].dtype != tensor.dtype:
             raise ValueError(
-                f"tensor {key!r} has shape {tuple(tensors[key].shape)} in "
-                f"{_WEIGHTS}, but {tuple(tensor.shape)} in the network that "
-                "module_kwargs describes"
+                f"tensor {key!r} is {tensors[key].dtype} in {_WEIGHTS}, but "
+                f"{tensor.dtype} in the network"
             )
+
+
+# safetensors' names for the dtypes a network's tensors can have.
+_SAFETENSORS_ITEMSIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+
+
+def _read_weights(archive, where, module_kwargs):
+    """The weights, read only as far as the described network justifies.
+
+    The safetensors header is read and checked against the tensors of the
+    network that ``module_kwargs`` describes (built on the meta device, which
+    allocates nothing) before any tensor data is read; the data read is then
+    exactly what that header declares.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as safetensors_load
+
+    with _Member(archive, _WEIGHTS, where) as member:
+        prefix = member.read_exactly(8)
+        (header_length,) = struct.unpack("<Q", prefix)
+        if header_length > _MAX_WEIGHTS_HEADER_BYTES:
+            raise ValueError(
+                f"{where} is corrupt: {_WEIGHTS} declares a header of "
+                f"{header_length} bytes."
+            )
+        header = member.read_exactly(header_length)
+        try:
+            entries = _weights_header(header)
+            expected = _meta_state(module_kwargs, len(entries))
+            data_size = _check_weights_header(entries, expected)
+        except _Invalid as exc:
+            raise ValueError(
+                f"{where} does not match the network it describes: {exc}. The "
+                "file is corrupt or was edited."
+            ) from None
+        data = member.read_exactly(data_size)
+        if member.read_at_most(1):
+            raise ValueError(
+                f"{where} is corrupt: {_WEIGHTS} holds more data than its "
+                "header describes."
+            )
+    try:
+        return safetensors_load(prefix + header + data)
+    except SafetensorError as exc:
+        raise ValueError(
+            f"{where} is corrupt: {_WEIGHTS} cannot be read ({exc})."
+        ) from None
+
+
+def _weights_header(raw):
+    """{name: (dtype, shape, (start, end))} from a safetensors header."""
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _Invalid(f"the {_WEIGHTS} header is not JSON") from None
+    if not isinstance(header, dict):
+        raise _Invalid(f"the {_WEIGHTS} header is not a JSON object")
+    entries = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"dtype", "shape", "data_offsets"}
+            or entry["dtype"] not in _SAFETENSORS_ITEMSIZES
+            or not isinstance(entry["shape"], list)
+            or not all(_is_int(size) and size >= 0 for size in entry["shape"])
+            or not isinstance(entry["data_offsets"], list)
+            or len(entry["data_offsets"]) != 2
+            or not all(_is_int(offset) for offset in entry["data_offsets"])
+        ):
+            raise _Invalid(f"the {_WEIGHTS} header entry {_show(key)} is malformed")
+        entries[key] = (
+            entry["dtype"],
+            tuple(entry["shape"]),
+            tuple(entry["data_offsets"]),
+        )
+    return entries
+
+
+def _meta_state(module_kwargs, n_tensors):
+    """{name: shape} of the network's tensors, built without allocating them."""
+    layers = (
+        module_kwargs.get("num_layers", 1)
+        * (1 + bool(module_kwargs.get("bidirectional")))
+        + len(module_kwargs.get("conv_filters", ()))
+        + len(module_kwargs.get("categorical_sizes", ()))
+        + len(module_kwargs.get("static_sizes", ()))
+    )
+    # Every layer holds at least one tensor. Without this bound a file could
+    # make even the meta network, one Python object per layer, huge.
+    if layers > n_tensors:
+        raise _Invalid(
+            f"module_kwargs describe a network of {layers} layers, but "
+            f"{_WEIGHTS} holds {n_tensors} tensors"
+        )
+    try:
+        with torch.device("meta"):
+            module = RecurrentNetwork(**module_kwargs)
+    except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
+        raise _Invalid(
+            f"module_kwargs describe no network ({_clip(str(exc))})"
+        ) from None
+    return {key: tuple(tensor.shape) for key, tensor in module.state_dict().items()}
+
+
+def _check_weights_header(entries, expected):
+    """Check the header against the network's tensors; return the data size."""
+    missing = sorted(set(expected) - set(entries))
+    unexpected = sorted(set(entries) - set(expected))
+    if missing or unexpected:
+        raise _Invalid(
+            f"{_WEIGHTS} lacks tensors {_clip(str(missing))} and has unexpected "
+            f"tensors {_clip(str(unexpected))}"
+        )
+    position = 0
+    for key, (dtype, shape, (start, end)) in sorted(
+        entries.items(), key=lambda item: item[1][2]
+    ):
+        if shape != expected[key]:
+            raise _Invalid(
+                f"tensor {key!r} has shape {_clip(str(shape))} in {_WEIGHTS}, but "
+                f"{expected[key]} in the network that module_kwargs describes"
+            )
+        if (
+            start != position
+            or end - start != math.prod(shape) * (_SAFETENSORS_ITEMSIZES[dtype])
+        ):
+            raise _Invalid(f"the data of tensor {key!r} is misplaced in {_WEIGHTS}")
+        position = end
+    # Implied by the checks above; stated as the cap it is.
+    assert position <= sum(map(math.prod, expected.values())) * _MAX_ITEMSIZE
+    return position
 
 
 def _describe(path):
@@ -895,28 +1275,21 @@ def _describe(path):
     return repr(name) if isinstance(name, str) else "file"
 
 
-def _read_archive(path, where):
+def _open_archive(path, where):
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, NotImplementedError, EOFError):
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError):
         # NotImplementedError: zipfile's word for damage that looks like an
-        # unsupported zip feature (version, compression).
+        # unsupported zip feature (version, compression). ValueError: sizes
+        # and offsets in the zip directory that make no sense.
         raise ValueError(_not_a_model_message(path, where)) from None
-    with archive:
-        names = set(archive.namelist())
-        if _METADATA not in names:
-            raise ValueError(
-                f"{where} is not an sklstm model file: the zip archive holds no "
-                f"{_METADATA}. Save models with estimator.save(path)."
-            )
-        metadata = _parse_metadata(_read_member(archive, _METADATA, where), where)
-        if _WEIGHTS not in names:
-            raise ValueError(
-                f"{where} is an incomplete sklstm model file: {_WEIGHTS} is "
-                "missing. Save the model again."
-            )
-        weights = _read_member(archive, _WEIGHTS, where, limit=None)
-    return metadata, weights
+    if _METADATA not in archive.namelist():
+        archive.close()
+        raise ValueError(
+            f"{where} is not an sklstm model file: the zip archive holds no "
+            f"{_METADATA}. Save models with estimator.save(path)."
+        )
+    return archive
 
 
 def _not_a_model_message(path, where):
@@ -943,35 +1316,102 @@ def _not_a_model_message(path, where):
     return message
 
 
-def _read_member(archive, name, where, limit=_MAX_METADATA_BYTES):
-    info = archive.getinfo(name)
-    if limit is not None and info.file_size > limit:
+class _Member:
+    """One archive member, read in bounded chunks.
+
+    The sizes in a zip's headers are whatever its writer put there: only the
+    bytes that actually come out are counted, and a read stops as soon as it
+    has what was asked for, so a member that decompresses without end costs
+    no more than the read asked for.
+    """
+
+    def __init__(self, archive, name, where):
+        info = archive.getinfo(name)
+        self.name, self.where = name, where
+        if info.flag_bits & 0x1:
+            raise ValueError(
+                f"{where} is not a valid sklstm model file: {name} is "
+                "encrypted. Save the model again."
+            )
+        if info.compress_type not in _COMPRESSIONS:
+            raise ValueError(
+                f"{where} is not a valid sklstm model file: {name} is "
+                f"compressed with zip method {info.compress_type}; model files "
+                f"use {' or '.join(_COMPRESSIONS.values())}. Save the model again."
+            )
+        self.member = self._guard(archive.open, info)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.member.close()
+
+    def _guard(self, function, *args):
+        try:
+            return function(*args)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise ValueError(
+                f"{self.where} is corrupt: {self.name} cannot be read ({exc}). "
+                "Save the model again."
+            ) from None
+
+    def read_at_most(self, size):
+        """Up to ``size`` bytes; fewer only at the member's end."""
+        chunks, total = [], 0
+        while total < size:
+            chunk = self._guard(self.member.read, min(_READ_CHUNK, size - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+
+    def read_exactly(self, size):
+        data = self.read_at_most(size)
+        if len(data) < size:
+            raise ValueError(
+                f"{self.where} is corrupt: {self.name} ends after {len(data)} "
+                f"bytes, before the {size} it declares. Save the model again."
+            )
+        return data
+
+
+def _read_member(archive, name, where, limit):
+    """All of member ``name``, or a ValueError if it holds more than ``limit``."""
+    if archive.getinfo(name).file_size > limit:
         raise ValueError(
             f"{where} is not a valid sklstm model file: {name} claims "
-            f"{info.file_size} bytes, more than a model's metadata can hold."
+            f"{archive.getinfo(name).file_size} bytes, more than it can hold."
         )
-    try:
-        return archive.read(name)
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        EOFError,
-        OSError,
-        NotImplementedError,
-    ) as exc:
-        raise ValueError(
-            f"{where} is corrupt: {name} cannot be read ({exc}). Save the model again."
-        ) from None
+    with _Member(archive, name, where) as member:
+        # One byte past the limit tells a member that is too long (whatever
+        # its header says) from one that just fits.
+        data = member.read_at_most(limit + 1)
+        if len(data) > limit:
+            raise ValueError(
+                f"{where} is not a valid sklstm model file: {name} holds more "
+                f"than {limit} bytes, more than it can hold."
+            )
+        # Reading to the end is what makes zipfile check the CRC.
+        member.read_at_most(1)
+    return data
 
 
 def _parse_metadata(raw, where):
     try:
         metadata = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: also integers of more digits than Python converts.
         # RecursionError: JSON nested deeper than Python's parser recurses.
         raise ValueError(
-            f"{where} is corrupt: {_METADATA} is not valid JSON ({exc})."
+            f"{where} is corrupt: {_METADATA} is not valid JSON ({_clip(str(exc))})."
         ) from None
+    if _depth_exceeds(metadata, _MAX_JSON_DEPTH):
+        raise ValueError(
+            f"{where} is corrupt: {_METADATA} nests values more than "
+            f"{_MAX_JSON_DEPTH} levels deep."
+        )
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
         raise ValueError(
             f"{where} is not an sklstm model file: {_METADATA} does not name "
@@ -993,6 +1433,23 @@ def _parse_metadata(raw, where):
     if missing:
         raise ValueError(f"{where} is corrupt: {_METADATA} lacks {', '.join(missing)}.")
     return metadata
+
+
+def _depth_exceeds(value, limit):
+    """Whether JSON ``value`` nests containers deeper than ``limit``."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            item
+            for container in level
+            if isinstance(container, (list, dict))
+            for item in (
+                container.values() if isinstance(container, dict) else container
+            )
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _load_device(estimator, device):

@@ -57,7 +57,9 @@ def load(path: FileLike, *, device: str | None = None) -> Estimator:
     it is unpickled or executed, so loading a file from an untrusted source is
     safe. Every part of the file is checked before the estimator is built:
     the parameters as ``fit`` checks them, the fitted state against the
-    model-file schema, and both against the network and its weights. A file
+    model-file schema, and both against the network and its weights. No
+    size the file declares is trusted before these checks, so a crafted
+    file (a zip bomb, a huge declared network) cannot exhaust memory. A file
     that is not an sklstm model (a pickle or joblib file included), a
     truncated, corrupt or edited one, or one written by a newer sklstm
     raises a ``ValueError`` that names the file and the problem. Files

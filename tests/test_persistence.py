@@ -399,6 +399,8 @@ def test_unknown_estimator_class(saved):
 
 def test_weights_that_do_not_fit_the_network(saved):
     def bigger(metadata):
+        # Parameters and network agree; only the weights are of another size.
+        metadata["params"]["hidden_size"] = 7
         metadata["module_kwargs"]["hidden_size"] = 7
 
     _edit_metadata(saved, bigger)
@@ -589,7 +591,11 @@ def _delete(section, key):
 
 def _grow_inputs(metadata):
     metadata["fitted"].update(n_step_features=3, n_features_in=3)
-    metadata["module_kwargs"]["n_inputs"] = 3
+    module_kwargs = metadata["module_kwargs"]
+    module_kwargs["n_inputs"] = 3
+    for key in ("feature_mean", "feature_scale"):
+        array = module_kwargs[key]["__tensor__"]
+        array.update(__ndarray__=[*array["__ndarray__"], 1.0], shape=[3])
 
 
 def _extra_epoch(metadata):
