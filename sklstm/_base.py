@@ -486,6 +486,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
     def _check_parameters(self):
         """Checks that the declarative constraints cannot express."""
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name)
+            # scikit-learn's Interval counts True as the int 1 and the float
+            # 1.0; a bool where a number is meant is a mistake, not a count.
+            if isinstance(value, (bool, np.bool_)) and not (
+                {"boolean", "verbose"} & {c for c in constraints if isinstance(c, str)}
+            ):
+                raise ValueError(
+                    f"{name}={value!r} is a bool, but {name} takes a number or "
+                    f"one of its named options; pass e.g. {name}=1 if that "
+                    "is what you meant."
+                )
         if self.conv_filters is not None:
             filters = list(self.conv_filters)
             if not all(isinstance(f, Integral) and f >= 1 for f in filters):

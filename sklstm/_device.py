@@ -12,7 +12,9 @@ import os
 import threading
 import time
 import warnings
+from numbers import Integral
 
+import numpy as np
 import torch
 
 
@@ -265,6 +267,13 @@ def cpu_threads(n_threads):
     when the last of them ends.
     """
     global _threads_users, _threads_saved
+    if n_threads != "auto" and (
+        isinstance(n_threads, (bool, np.bool_))
+        or not isinstance(n_threads, Integral)
+        or n_threads < 1
+    ):
+        # Checked here too: predict reads n_threads without a fit's checks.
+        raise ValueError(f'n_threads must be an int >= 1 or "auto", got {n_threads!r}.')
     with _threads_lock:
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()

@@ -653,6 +653,16 @@ def _check_network(estimator, fields, module_kwargs):
                 f"{key.replace('conv_kernel_sizes', 'conv_kernel_size')} is "
                 f"{_show(expected)}"
             )
+    stride = arguments["recurrent_stride"]
+    wanted = estimator.recurrent_stride
+    if estimator.output_mode == "sequence":
+        wanted = 1
+    if not (_is_int(stride) and stride >= 1 and wanted in ("auto", stride)):
+        raise _Invalid(
+            f"the network's recurrent_stride is {_show(stride)} but the parameter "
+            f"recurrent_stride is {_show(estimator.recurrent_stride)} (output_mode "
+            f"{estimator.output_mode!r})"
+        )
     n_inputs = arguments["n_inputs"]
     dropout = arguments["dropout"]
     if not (_is_number(dropout) and 0 <= dropout < 1):

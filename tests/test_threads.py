@@ -102,8 +102,12 @@ def test_concurrent_fits_share_the_cores_and_restore_the_setting(
     assert torch.get_num_threads() == caller_threads
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "all", None])
-def test_invalid_counts_are_refused(bad):
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "all", None, True])
+def test_invalid_counts_are_refused_in_fit_and_predict(bad, caller_threads):
     X, y = make_classification_sequences(n_samples=24, n_timesteps=6)
     with pytest.raises(ValueError, match="n_threads"):
         LSTMClassifier(n_threads=bad, max_epochs=1).fit(X, y)
+    fitted = LSTMClassifier(max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="n_threads"):
+        fitted.set_params(n_threads=bad).predict(X)
+    assert torch.get_num_threads() == caller_threads

@@ -825,3 +825,16 @@ def test_an_array_that_looks_channels_first_gets_a_warning():
         warnings.simplefilter("error")
         converted = from_channels_first(aeon_like)
         LSTMClassifier(max_epochs=1, hidden_size=4).fit(converted, y)
+
+
+@pytest.mark.parametrize(
+    "param",
+    ["hidden_size", "num_layers", "batch_size", "recurrent_stride", "lr", "min_frequency"],
+)
+@pytest.mark.parametrize("value", [True, False, np.True_])
+def test_a_bool_is_not_taken_for_a_number(param, value):
+    X = np.random.RandomState(0).normal(size=(10, 5, 2))
+    estimator = LSTMClassifier(**{param: value}, max_epochs=1)
+    with pytest.raises(ValueError, match=param):
+        estimator.fit(X, np.arange(10) % 2)
+    assert not hasattr(estimator, "net_")
