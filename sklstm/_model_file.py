@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import resolve_device, seeded
+from ._device import resolve_device
 from ._trainer import restore_net
 from ._version import __version__
 
@@ -856,11 +856,11 @@ def _rebuild_net(estimator, fields, module_kwargs, history, weights, device, whe
             target,
             n_train=fields["n_train"],
             use_validation=fields["use_validation"],
+            seed=fields["seed"],
         )
-        # Initialisation draws random weights (replaced just below): fork the
-        # RNG so that loading leaves the caller's random state alone.
-        with seeded(fields["seed"], target):
-            net.initialize()
+        # Initialisation draws weights (replaced just below) from the net's
+        # own generator, so loading leaves torch's global one alone.
+        net.initialize()
         _check_weight_shapes(net.module_.state_dict(), tensors)
         restore_net(net, tensors, history)
     except (RuntimeError, TypeError, ValueError) as exc:
