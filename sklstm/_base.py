@@ -23,7 +23,6 @@ from ._device import (
     is_out_of_memory,
     prediction_rows,
     resolve_device,
-    seeded,
 )
 from ._model_file import write_model_file
 from ._network import RecurrentNetwork
@@ -364,58 +363,59 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         train_rows, valid_rows = self._split(targets, sequences, seed, use_validation)
         check_total_weight(weights, train_rows, valid_rows)
         data = self._tensor_data(sequences, targets, weights, device)
-        with seeded(seed, device):
-            if continuing:
-                # A new net with this fit's settings (lr, optimizer, batch
-                # size, schedule, callbacks, dropout...) takes over the fitted
-                # one's weights, optimizer state and history; the fitted net
-                # stays as it was until this fit succeeds.
-                module_kwargs = dict(self.net_.get_params_for("module"))
-                module_kwargs["dropout"] = self.dropout
-                net = self._net_for(
-                    module_kwargs,
-                    device,
-                    n_train=len(train_rows),
-                    use_validation=use_validation,
-                )
-                net.initialize()
-                continue_training(
-                    net, self.net_, lr=self.lr, weight_decay=self.weight_decay
-                )
-            else:
-                net = self._build_net(
-                    sequences,
-                    target_state,
-                    tabular_state,
-                    device,
-                    n_train=len(train_rows),
-                    use_validation=use_validation,
-                )
-                try:
-                    net.initialize()
-                except (RuntimeError, MemoryError) as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                    raise self._out_of_memory_error(exc, "build", device) from exc
-            epochs = 1 if incremental else self._resolve_max_epochs(len(train_rows))
+        if continuing:
+            # A new net with this fit's settings (lr, optimizer, batch
+            # size, schedule, callbacks, dropout...) takes over the fitted
+            # one's weights, optimizer state and history; the fitted net
+            # stays as it was until this fit succeeds.
+            module_kwargs = dict(self.net_.get_params_for("module"))
+            module_kwargs["dropout"] = self.dropout
+            net = self._net_for(
+                module_kwargs,
+                device,
+                n_train=len(train_rows),
+                use_validation=use_validation,
+                seed=seed,
+            )
+            net.initialize()
+            continue_training(
+                net, self.net_, lr=self.lr, weight_decay=self.weight_decay
+            )
+        else:
+            net = self._build_net(
+                sequences,
+                target_state,
+                tabular_state,
+                device,
+                n_train=len(train_rows),
+                use_validation=use_validation,
+                seed=seed,
+            )
             try:
-                interrupted = train(
-                    net,
-                    data,
-                    train_rows,
-                    valid_rows,
-                    epochs=epochs,
-                    weighted=self._weighted_rows(weights, train_rows, valid_rows),
-                )
-            except BaseException as exc:
-                n_epochs = len(net.history)
-                if isinstance(exc, TrainingDiverged):
-                    raise self._diverged_error(n_epochs) from None
-                if isinstance(exc, DeviceOutOfMemoryError):
-                    raise self._out_of_memory_error(
-                        exc, "train", device, batch_size=net.batch_size
-                    ) from None
-                raise
+                net.initialize()
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                raise self._out_of_memory_error(exc, "build", device) from exc
+        epochs = 1 if incremental else self._resolve_max_epochs(len(train_rows))
+        try:
+            interrupted = train(
+                net,
+                data,
+                train_rows,
+                valid_rows,
+                epochs=epochs,
+                weighted=self._weighted_rows(weights, train_rows, valid_rows),
+            )
+        except BaseException as exc:
+            n_epochs = len(net.history)
+            if isinstance(exc, TrainingDiverged):
+                raise self._diverged_error(n_epochs) from None
+            if isinstance(exc, DeviceOutOfMemoryError):
+                raise self._out_of_memory_error(
+                    exc, "train", device, batch_size=net.batch_size
+                ) from None
+            raise
 
         self.net_ = net
         self._seed = seed
@@ -691,6 +691,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         *,
         n_train,
         use_validation,
+        seed,
     ):
         """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale, missing = self._feature_statistics(sequences)
@@ -718,13 +719,18 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             ),
         )
         return self._net_for(
-            module_kwargs, device, n_train=n_train, use_validation=use_validation
+            module_kwargs,
+            device,
+            n_train=n_train,
+            use_validation=use_validation,
+            seed=seed,
         )
 
-    def _net_for(self, module_kwargs, device, *, n_train, use_validation):
+    def _net_for(self, module_kwargs, device, *, n_train, use_validation, seed):
         """The skorch net for these parameters and the network's arguments.
 
-        ``n_train`` and ``use_validation`` resolve the "auto" parameters.
+        ``n_train`` and ``use_validation`` resolve the "auto" parameters;
+        ``seed`` seeds every random draw of its training (see SequenceNet).
         """
         return build_net(
             module=RecurrentNetwork,
@@ -747,6 +753,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             callbacks=self.callbacks,
             device=device,
             precision=self.precision,
+            seed=seed,
         )
 
     def _out_of_memory_error(self, exc, stage, device, batch_size=None):

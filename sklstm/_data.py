@@ -113,9 +113,10 @@ class Batches:
     batch_size : int
     shuffle : bool, default=False
         Draw a new order every epoch, from ``generator`` or, when None, from
-        a generator seeded by torch's global one (as ``DataLoader`` does),
-        which the estimators seed from ``random_state``.
+        a generator seeded by torch's global one (as ``DataLoader`` does).
     generator : torch.Generator or None, default=None
+        The estimators pass one seeded from ``random_state``, so that no fit
+        draws from (or depends on) torch's global generator.
     device : torch.device or None, default=None
         Where batches go; None: where ``data.padded`` is.
     """

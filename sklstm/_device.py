@@ -1,7 +1,8 @@
-"""Where training runs and in what arithmetic: devices, precision, memory.
+"""Where training runs and in what arithmetic: devices, precision, memory,
+and the random generators a fit draws from.
 
-Everything here is plain torch; nothing depends on skorch or on the
-estimators.
+Everything here is plain torch (and numpy, to derive seeds); nothing
+depends on skorch or on the estimators.
 """
 
 from __future__ import annotations
@@ -80,18 +81,32 @@ def resolve_device(device):
     return resolved
 
 
-@contextlib.contextmanager
-def seeded(seed, device):
-    """Run with torch's global RNG seeded, restoring the caller's RNG after.
+# ---------------------------------------------------------------------------
+# Randomness
+# Every random draw of a fit (initial weights, dropout masks, batch order)
+# comes from generators of its own, seeded from its random_state, never from
+# torch's global generator: fits running at once in threads would interleave
+# their draws there, and a caller's torch.manual_seed would change the model.
+# Each use gets its own stream, so that one use drawing more (a larger
+# network, more batches) leaves the others' draws alone.
+_STREAMS = ("weights", "dropout", "shuffle")
 
-    Weight initialisation, dropout and shuffling draw from the global
-    generator; forking it keeps ``random_state`` reproducible without
-    touching user state.
+
+def stream_seed(seed, stream):
+    """The seed of the ``stream`` of random draws of a fit seeded by ``seed``.
+
+    ``stream`` is one of "weights", "dropout" and "shuffle".
     """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    entropy = np.random.SeedSequence([seed, _STREAMS.index(stream)])
+    # 63 bits: any torch generator takes it, and it survives int64 tensors.
+    return int(entropy.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def new_generator(seed, stream, device="cpu"):
+    """A torch generator on ``device`` for the ``stream`` of a fit's draws."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(stream_seed(seed, stream))
+    return generator
 
 
 # ---------------------------------------------------------------------------
@@ -104,14 +119,20 @@ def cpu_runs_bf16():
     instructions a CPU has, and some x86 CPUs have none for bfloat16
     recurrent layers ("could not create a primitive descriptor").
     """
-    with torch.random.fork_rng(devices=[]):
-        try:
-            layer = torch.nn.LSTM(2, 2, batch_first=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                outputs = layer(torch.ones(1, 2, 2))[0]
-            outputs.float().sum().backward()
-        except RuntimeError:
-            return False
+    # Built on the meta device and filled with a constant: the probe draws
+    # nothing from torch's global generator, which a fit in another thread
+    # or the caller may be using (forking it there would rewind their draws).
+    layer = torch.nn.LSTM(2, 2, batch_first=True, device="meta")
+    layer = layer.to_empty(device="cpu")
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.fill_(0.1)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = layer(torch.ones(1, 2, 2))[0]
+        outputs.float().sum().backward()
+    except RuntimeError:
+        return False
     return True
 
 

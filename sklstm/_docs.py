@@ -187,7 +187,8 @@ n_threads : int or "auto"
     so on a busy machine "auto" takes one.
 random_state : int, RandomState instance or None
     Seeds weight initialisation, shuffling, dropout and the validation
-    split; an int makes fits reproducible.
+    split; an int makes fits reproducible, also when several run at once
+    in threads. A fit neither reads nor changes torch's global random state.
 verbose : int
     0: silent; 1: a progress bar over epochs; 2: one line per epoch.
 callbacks : list of skorch callbacks or None

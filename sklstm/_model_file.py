@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import resolve_device, seeded
+from ._device import resolve_device
 from ._network import RecurrentNetwork
 from ._trainer import restore_net
 from ._version import __version__
@@ -1109,11 +1109,11 @@ def _rebuild_net(estimator, fields, module_kwargs, history, tensors, device, whe
             target,
             n_train=fields["n_train"],
             use_validation=fields["use_validation"],
+            seed=fields["seed"],
         )
-        # Initialisation draws random weights (replaced just below): fork the
-        # RNG so that loading leaves the caller's random state alone.
-        with seeded(fields["seed"], target):
-            net.initialize()
+        # Initialisation draws weights (replaced just below) from the net's
+        # own generator, so loading leaves torch's global one alone.
+        net.initialize()
         _check_weight_dtypes(net.module_.state_dict(), tensors)
         restore_net(net, tensors, history)
     except (RuntimeError, TypeError, ValueError) as exc:
@@ -1241,7 +1241,8 @@ def _meta_state(module_kwargs, n_tensors):
         )
     try:
         with torch.device("meta"):
-            module = RecurrentNetwork(**module_kwargs)
+            # Any seed: only the shapes matter, and no draw can run on meta.
+            module = RecurrentNetwork(**{**module_kwargs, "seed": 0})
     except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
         raise _Invalid(
             f"module_kwargs describe no network ({_clip(str(exc))})"

@@ -7,6 +7,11 @@ LSTM or GRU, and either a pooled sequence-to-label head or a per-step
 sequence-to-sequence head. It
 takes the padded batch and the true lengths, and no position past a
 sequence's end ever influences an output.
+
+Every random draw the module makes (initial weights, dropout masks) comes
+from generators of its own, seeded by ``seed``, never from torch's global
+generator: estimators fitted at once in threads then give the models they
+give one after the other.
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ import math
 
 import torch
 from torch import nn
+from torch.func import functional_call
+
+from ._device import new_generator
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+# The weights of one layer of a (unidirectional) torch recurrent module.
+_LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 class RecurrentNetwork(nn.Module):
@@ -67,6 +77,9 @@ class RecurrentNetwork(nn.Module):
         Static features pass through a ReLU layer of ``hidden_size`` units
         and join the pooled state (``"last"``) or every step
         (``"sequence"``) before the output layer.
+    seed : int or None
+        Seeds the initial weights and the dropout masks. None draws one
+        from torch's global generator, as torch's own modules would.
     """
 
     def __init__(
@@ -97,8 +110,12 @@ class RecurrentNetwork(nn.Module):
         static_scale=None,
         static_sizes=(),
         static_embedding_sizes=(),
+        seed=None,
     ):
         super().__init__()
+        if seed is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_())
+        self.seed = seed
         self.output_mode = output_mode
         self.pooling = pooling
         self.bidirectional = bidirectional
@@ -128,7 +145,7 @@ class RecurrentNetwork(nn.Module):
         # reach the logits through one weight, which the optimiser moves by
         # about lr a step, far slower than the recurrent path learns.
         self.static_layer = (
-            nn.Sequential(nn.Linear(static_width, hidden_size), nn.ReLU())
+            nn.Sequential(_blank(nn.Linear, static_width, hidden_size), nn.ReLU())
             if static_width
             else None
         )
@@ -139,7 +156,9 @@ class RecurrentNetwork(nn.Module):
         channels = n_inputs
         for filters, width in zip(conv_filters, conv_kernel_sizes, strict=True):
             convolutions.append(
-                nn.Conv1d(channels, filters, width, padding=width // 2, bias=False)
+                _blank(
+                    nn.Conv1d, channels, filters, width, padding=width // 2, bias=False
+                )
             )
             norms.append(MaskedBatchNorm1d(filters))
             channels = filters
@@ -162,27 +181,45 @@ class RecurrentNetwork(nn.Module):
                 self.layers.append(
                     nn.ModuleList(
                         [
-                            recurrent(size, hidden_size, batch_first=True)
+                            _blank(recurrent, size, hidden_size, batch_first=True)
                             for _ in range(2)
                         ]
                     )
                 )
-            self.between_layers = nn.Dropout(dropout)
         else:
-            self.rnn = recurrent(
+            # No dropout= here: torch would draw its masks from the global
+            # generator. Training with dropout runs the layers one at a time
+            # instead, with masks of our own between them (_layer_by_layer).
+            self.rnn = _blank(
+                recurrent,
                 input_size=first_input,
                 hidden_size=hidden_size,
                 num_layers=num_layers,
                 batch_first=True,
-                dropout=dropout if num_layers > 1 else 0.0,
             )
-        for module in self.modules():
-            if isinstance(module, nn.RNNBase):
-                _init_gate_bias(module, hidden_size, forget_bias)
+        # One-layer stand-ins that run the layers of self.rnn one by one;
+        # built on first use (see _layer_by_layer).
+        self._one_layer = None
         state_size = hidden_size * (2 if bidirectional else 1)
-        self.attention = nn.Linear(state_size, 1) if pooling == "attention" else None
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(state_size + conv_outputs + static_width, n_outputs)
+        self.attention = (
+            _blank(nn.Linear, state_size, 1) if pooling == "attention" else None
+        )
+        # One dropout for every place it applies (between recurrent layers,
+        # before the output layer): one generator, one stream of masks.
+        self.dropout = GeneratorDropout(dropout, seed)
+        self.head = _blank(
+            nn.Linear, state_size + conv_outputs + static_width, n_outputs
+        )
+        if torch.get_default_device().type != "meta":
+            _initialise_weights(self, new_generator(seed, "weights"), forget_bias)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The one-layer stand-ins are rebuilt on demand; after a call their
+        # flat-weight lists still refer to this module's weights, which a
+        # pickle would otherwise store twice.
+        state["_one_layer"] = None
+        return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -261,7 +298,10 @@ class RecurrentNetwork(nn.Module):
             # Forward recurrence: steps past a sequence's end cannot reach
             # its valid outputs, so the padded batch runs as is, on the fast
             # fused kernels (packing would be several times slower on CPU).
-            states = _recur(self.rnn, x)
+            if self.training and self.dropout.p and self.rnn.num_layers > 1:
+                states = self._layer_by_layer(x)
+            else:
+                states = _recur(self.rnn, x)
         else:
             states = self._bidirectional(x, steps_lengths, equal_lengths)
 
@@ -298,6 +338,33 @@ class RecurrentNetwork(nn.Module):
         # call, a measurable share of a step on small batches.
         return self.dropout(values) if self.training and self.dropout.p else values
 
+    def _layer_by_layer(self, x):
+        """``self.rnn`` over ``x`` one layer at a time, with dropout between.
+
+        What ``nn.LSTM(..., dropout=p)`` computes in training, but with
+        masks from this module's own generator. Each layer runs as a
+        one-layer module of the same kind given that layer's weights
+        (``torch.func.functional_call``), so the weights stay those of the
+        fused module: the same state dict, model files and warm starts
+        whatever the dropout, and the fused call wherever dropout is off.
+        """
+        if self._one_layer is None:
+            kind, rnn = type(self.rnn), self.rnn
+            self._one_layer = tuple(
+                kind(size, rnn.hidden_size, batch_first=True, device="meta")
+                for size in (rnn.input_size, rnn.hidden_size)
+            )
+        first, later = self._one_layer
+        for depth in range(self.rnn.num_layers):
+            if depth:
+                x = self._drop(x)
+            weights = {
+                f"{name}_l0": getattr(self.rnn, f"{name}_l{depth}")
+                for name in _LAYER_WEIGHTS
+            }
+            x = functional_call(first if depth == 0 else later, weights, (x,))[0]
+        return x
+
     def _convolve(self, x, mask):
         """Convolution, batch norm and ReLU per layer; padding stays zero."""
         x = x.transpose(1, 2)
@@ -322,7 +389,7 @@ class RecurrentNetwork(nn.Module):
 
         for depth, (forward_rnn, backward_rnn) in enumerate(self.layers):
             if depth:
-                x = self.between_layers(x)
+                x = self._drop(x)
             forward_states = _recur(forward_rnn, x)
             backward_states = _recur(backward_rnn, reverse(x))
             x = torch.cat([forward_states, reverse(backward_states)], dim=-1)
@@ -350,18 +417,102 @@ class RecurrentNetwork(nn.Module):
 
 
 def _embeddings(sizes, widths):
-    """One embedding per categorical feature; the unknown code starts at 0.
+    """One embedding per categorical feature (initialised by _initialise_weights)."""
+    return nn.ModuleList(
+        _blank(nn.Embedding, size, width)
+        for size, width in zip(sizes, widths, strict=True)
+    )
 
-    Code 0 (unknown or rare categories) starts as the zero vector, so that
-    an unseen category adds nothing until rare ones in training move it.
+
+def _blank(kind, *args, **kwargs):
+    """A ``kind`` module with uninitialised float32 weights on the CPU.
+
+    Built on the meta device, so torch's own initialisation draws nothing
+    from the global generator; :func:`_initialise_weights` then fills the
+    weights. float32 whatever the caller's default dtype, so that a seed
+    gives the same initial weights everywhere.
     """
-    embeddings = nn.ModuleList()
-    for size, width in zip(sizes, widths, strict=True):
-        embedding = nn.Embedding(size, width)
-        with torch.no_grad():
-            embedding.weight[0].zero_()
-        embeddings.append(embedding)
-    return embeddings
+    module = kind(*args, device="meta", dtype=torch.float32, **kwargs)
+    # Built under ``torch.device("meta")`` (a model file's shapes are checked
+    # so, allocating nothing), the module stays there, uninitialised.
+    if torch.get_default_device().type == "meta":
+        return module
+    return module.to_empty(device="cpu")
+
+
+def _initialise_weights(network, generator, forget_bias):
+    """Torch's default initialisation of every layer, drawn from ``generator``.
+
+    The same distributions as each module's ``reset_parameters``: uniform
+    within 1/sqrt(hidden_size) for recurrent layers, torch's Kaiming-uniform
+    weights and fan-in-bounded uniform biases for linear layers and
+    convolutions, standard normal embeddings. Then what this network sets
+    on purpose: the forget (update) gate bias, and code 0 of each embedding
+    (unknown or rare categories) as the zero vector, so that an unseen
+    category adds nothing until rare ones in training move it.
+    """
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.RNNBase):
+                bound = 1.0 / math.sqrt(module.hidden_size)
+                for parameter in module.parameters():
+                    nn.init.uniform_(parameter, -bound, bound, generator=generator)
+                _init_gate_bias(module, module.hidden_size, forget_bias)
+            elif isinstance(module, (nn.Linear, nn.Conv1d)):
+                nn.init.kaiming_uniform_(
+                    module.weight, a=math.sqrt(5), generator=generator
+                )
+                if module.bias is not None:
+                    bound = 1.0 / math.sqrt(module.weight[0].numel())
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, generator=generator)
+                module.weight[0].zero_()
+            elif list(module.parameters(recurse=False)) and not isinstance(
+                module, nn.BatchNorm1d
+            ):
+                # _blank leaves memory uninitialised: a new kind of layer
+                # must get its initialisation here, not train from garbage.
+                raise TypeError(f"no initialisation for {type(module).__name__}")
+
+
+class GeneratorDropout(nn.Module):
+    """Dropout whose masks come from a generator of its own.
+
+    ``nn.Dropout`` draws from torch's global generator, which fits running
+    at once in threads would share. The generator is seeded from ``seed``
+    and lives on the device of the values it masks: it is created on first
+    use, and again (from the same seed) if the module moves to another
+    device. It is neither in the state dict nor pickled.
+    """
+
+    def __init__(self, p, seed):
+        super().__init__()
+        self.p = p
+        self.seed = seed
+        self._generator = None
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # A CUDA generator could not be unpickled on a CPU-only machine.
+        state["_generator"] = None
+        return state
+
+    def forward(self, values):
+        if not self.training or not self.p:
+            return values
+        generator = self._generator
+        if generator is None or generator.device != values.device:
+            generator = new_generator(self.seed, "dropout", values.device)
+            self._generator = generator
+        keep = 1.0 - self.p
+        mask = torch.empty_like(values).bernoulli_(keep, generator=generator)
+        # Inverted dropout, as nn.Dropout: kept values are scaled by 1/keep
+        # so that evaluation needs no rescaling.
+        return values * mask.div_(keep)
 
 
 def _side_by_side(x, lengths, mask, stride):

@@ -36,6 +36,7 @@ from ._data import Batches, round_up_rows
 from ._device import (
     autocast_context,
     is_out_of_memory,
+    new_generator,
     new_grad_scaler,
     out_of_memory,
     release_cached_memory,
@@ -83,15 +84,20 @@ class SequenceNet(NeuralNet):
     precision : {"32", "64", "bf16-mixed", "16-mixed"}, default="32"
         Arithmetic of the module: "64" makes it float64, the mixed ones
         autocast its forward pass.
+    seed : int, default=0
+        Seeds every random draw of training: the module's initial weights
+        and dropout masks (passed to it as ``seed``), and the order of the
+        training batches. Nothing is drawn from torch's global generator.
     """
 
     # The float16 loss scaler, set by ``train`` for one fit only: a fitted
     # net carries no device state besides its module and optimizer.
     grad_scaler = None
 
-    def __init__(self, module, *args, precision="32", **kwargs):
+    def __init__(self, module, *args, precision="32", seed=0, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.precision = precision
+        self.seed = seed
 
     @property
     def _default_callbacks(self):
@@ -105,21 +111,27 @@ class SequenceNet(NeuralNet):
         ]
 
     def initialize_module(self):
-        # The module is built in float32, whatever default dtype the caller
-        # set, so that a random_state gives the same initial weights; its
-        # dtype then follows the precision.
-        default = torch.get_default_dtype()
-        if default != torch.float32:
-            torch.set_default_dtype(torch.float32)
-        try:
-            super().initialize_module()
-        finally:
-            torch.set_default_dtype(default)
+        # As skorch's, plus the seed: the module draws its initial weights
+        # and dropout masks from generators of its own. It builds them in
+        # float32 whatever default dtype the caller set (so a seed gives the
+        # same weights); its dtype then follows the precision.
+        kwargs = {**self.get_params_for("module"), "seed": self.seed}
+        self.module_ = self.initialized_instance(self.module, kwargs)
         if self.precision == "64":
             self.module_.double()
         else:
             self.module_.float()
         return self
+
+    def get_iterator(self, dataset, training=False):
+        iterator = super().get_iterator(dataset, training=training)
+        if training and getattr(iterator, "generator", False) is None:
+            # skorch builds the training batches once per fit (and once per
+            # partial_fit); their order is drawn from a generator seeded by
+            # this net's seed, not from torch's global one. sklstm builds a
+            # net, with a seed of its own, for every fit and partial_fit.
+            iterator.generator = new_generator(self.seed, "shuffle")
+        return iterator
 
     def infer(self, x, **fit_params):
         # Unlike skorch's infer, the lengths stay on the CPU where the
@@ -355,6 +367,7 @@ def build_net(
     callbacks,
     device,
     precision,
+    seed,
 ):
     """The skorch net for an estimator's settings (not yet initialised)."""
     steps = [
@@ -418,6 +431,7 @@ def build_net(
         verbose=1,
         device=str(device),
         precision=precision,
+        seed=seed,
         **{f"module__{key}": value for key, value in module_kwargs.items()},
     )
 

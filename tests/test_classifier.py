@@ -90,6 +90,19 @@ def test_fit_does_not_touch_the_global_torch_rng():
     torch.testing.assert_close(torch.rand(3), expected)
 
 
+def test_fit_does_not_depend_on_the_global_torch_rng():
+    X, y = make_classification_sequences(n_samples=40)
+    # Dropout between layers too: every kind of draw a fit makes.
+    params = dict(FAST, num_layers=2, dropout=0.3)
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    first = LSTMClassifier(**params).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(2)
+    second = LSTMClassifier(**params).fit(X, y)
+    np.testing.assert_array_equal(second.predict_proba(X), first.predict_proba(X))
+
+
 def test_float64_precision_trains_in_float64():
     X, y = make_classification_sequences()
     clf = LSTMClassifier(**FAST, precision="64").fit(X, y)

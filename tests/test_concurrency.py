@@ -1,12 +1,18 @@
-"""Prediction from many threads at once gives what serial calls give.
+"""Work from many threads at once gives what serial calls give.
 
 Web servers and thread pools share one fitted estimator; prediction must not
 write to shared state (module mode, generators, buffers) while doing it.
+Fits run in threads too (joblib's threading backend, Dask's threaded
+workers): each draws only from generators of its own, so that a fit gives
+the model its random_state gives when fitted alone.
 """
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
+import torch
 
 from sklstm import LSTMClassifier, LSTMRegressor
 
@@ -79,3 +85,48 @@ def test_regressor_predict_from_eight_threads():
     parallel = _run_concurrently(calls * 8)
     for expected, got in zip(serial * 8, parallel, strict=True):
         _same(expected, got)
+
+
+@pytest.mark.parametrize(
+    "architecture",
+    [dict(num_layers=2), dict(num_layers=2, bidirectional=True, cell="gru")],
+    ids=repr,
+)
+def test_fits_in_four_threads_give_the_models_of_serial_fits(architecture):
+    X, y = make_classification_sequences(n_samples=40, n_timesteps=8)
+    random_states = [0, 1, 0, 2]
+    start = threading.Barrier(len(random_states))
+
+    def fit(random_state, wait=False):
+        # Dropout between the recurrent layers and before the output
+        # layer, shuffled batches: every kind of draw a fit makes.
+        estimator = LSTMClassifier(
+            hidden_size=8,
+            dropout=0.3,
+            max_epochs=3,
+            batch_size=8,
+            random_state=random_state,
+            device="cpu",
+            **architecture,
+        )
+        if wait:
+            start.wait()  # all four fits draw at the same time
+        return estimator.fit(X, y)
+
+    serial = [fit(random_state) for random_state in random_states]
+    with ThreadPoolExecutor(max_workers=len(random_states)) as pool:
+        threaded = list(pool.map(lambda seed: fit(seed, wait=True), random_states))
+    for expected, got in zip(serial, threaded, strict=True):
+        expected_weights = expected.net_.module_.state_dict()
+        got_weights = got.net_.module_.state_dict()
+        for name, tensor in expected_weights.items():
+            assert torch.equal(got_weights[name], tensor), name
+        assert expected.loss_curve_ == got.loss_curve_
+        np.testing.assert_array_equal(got.predict_proba(X), expected.predict_proba(X))
+    # Equal random_states give equal models, different ones different models.
+    np.testing.assert_array_equal(
+        threaded[2].predict_proba(X), threaded[0].predict_proba(X)
+    )
+    assert not np.array_equal(
+        threaded[1].predict_proba(X), threaded[0].predict_proba(X)
+    )

@@ -1,11 +1,18 @@
-"""The torch module: padding never leaks into an output."""
+"""The torch module: padding never leaks into an output; its randomness is its own."""
+
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
 from sklstm import LSTMClassifier, LSTMRegressor
-from sklstm._network import MaskedBatchNorm1d, RecurrentNetwork
+from sklstm._network import (
+    MaskedBatchNorm1d,
+    RecurrentNetwork,
+    _blank,
+    _initialise_weights,
+)
 
 from .conftest import make_ragged_sequences
 
@@ -205,3 +212,104 @@ def test_masked_batch_norm_accepts_one_value_per_channel():
     norm = MaskedBatchNorm1d(2)
     output = norm(torch.ones(1, 2, 1))
     assert torch.isfinite(output).all()
+
+
+# ---------------------------------------------------------------------------
+# Randomness: initial weights and dropout masks come from the module's own
+# generators, with the distributions torch's modules would use.
+@pytest.mark.parametrize(
+    "kind, args",
+    [
+        (torch.nn.LSTM, (3, 4, 2)),
+        (torch.nn.GRU, (3, 4, 2)),
+        (torch.nn.Linear, (5, 3)),
+        (torch.nn.Conv1d, (3, 6, 5)),
+        (torch.nn.Embedding, (7, 3)),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_initial_weights_are_torch_defaults_drawn_from_a_generator(kind, args):
+    # torch's global generator and a fresh torch.Generator, given the same
+    # seed, draw the same numbers: so the same values mean the same
+    # distributions, drawn in the same order.
+    torch.manual_seed(7)
+    default = kind(*args)
+    blank = _blank(kind, *args)
+    _initialise_weights(blank, torch.Generator().manual_seed(7), forget_bias=1.0)
+    for (name, expected), got in zip(
+        default.named_parameters(), blank.parameters(), strict=True
+    ):
+        if kind is torch.nn.Embedding:
+            # Code 0 (unknown categories) starts at zero on purpose.
+            expected, got = expected[1:], got[1:]
+        elif name.startswith("bias") and kind in (torch.nn.LSTM, torch.nn.GRU):
+            # The forget (update) gate block is set on purpose.
+            expected, got = expected[:4], got[:4]
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_layer_by_layer_computes_what_the_stacked_layers_compute(cell):
+    network = RecurrentNetwork(
+        n_inputs=3, n_outputs=2, hidden_size=6, num_layers=3, cell=cell, seed=0
+    )
+    x = torch.randn(4, 7, 3)
+    with torch.no_grad():
+        # dropout=0: nothing between the layers.
+        torch.testing.assert_close(
+            network._layer_by_layer(x), network.rnn(x)[0], rtol=0, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("architecture", [dict(), dict(bidirectional=True)])
+def test_dropout_masks_come_from_the_seed_not_the_global_generator(architecture):
+    def training_outputs(seed, global_seed):
+        torch.manual_seed(global_seed)
+        network = RecurrentNetwork(
+            n_inputs=3,
+            n_outputs=2,
+            hidden_size=8,
+            num_layers=2,
+            dropout=0.5,
+            seed=seed,
+            **architecture,
+        ).train()
+        before = torch.get_rng_state()
+        outputs = network(torch.ones(4, 6, 3), torch.full((4,), 6))
+        outputs.sum().backward()
+        assert torch.equal(torch.get_rng_state(), before)
+        # Gradients reach both layers through the masks.
+        assert all(p.grad is not None for p in network.parameters())
+        return outputs.detach(), network
+
+    first, network = training_outputs(seed=3, global_seed=0)
+    again, _ = training_outputs(seed=3, global_seed=1)
+    other, _ = training_outputs(seed=4, global_seed=0)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    assert not torch.equal(other, first)
+    # Dropout is on: the same batch twice gets new masks.
+    assert not torch.equal(network(torch.ones(4, 6, 3), torch.full((4,), 6)), first)
+    # Evaluation has no dropout, so no randomness at all.
+    network.eval()
+    with torch.no_grad():
+        evaluated = network(torch.ones(4, 6, 3), torch.full((4,), 6))
+        torch.testing.assert_close(
+            network(torch.ones(4, 6, 3), torch.full((4,), 6)), evaluated
+        )
+
+
+def test_pickles_and_state_dicts_carry_no_generator():
+    network = RecurrentNetwork(
+        n_inputs=2, n_outputs=1, hidden_size=4, num_layers=2, dropout=0.5, seed=0
+    ).train()
+    network(torch.ones(2, 3, 2), torch.full((2,), 3))
+    assert network.dropout._generator is not None
+    assert network._one_layer is not None
+    copied = pickle.loads(pickle.dumps(network))
+    assert copied.dropout._generator is None and copied._one_layer is None
+    assert network.state_dict().keys() == copied.state_dict().keys()
+    for key, value in network.state_dict().items():
+        assert torch.equal(copied.state_dict()[key], value)
+    # The copy draws afresh from the same seed, on the device it runs on.
+    copied(torch.ones(2, 3, 2), torch.full((2,), 3))
+    assert copied.dropout._generator.device == torch.device("cpu")

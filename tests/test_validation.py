@@ -829,7 +829,14 @@ def test_an_array_that_looks_channels_first_gets_a_warning():
 
 @pytest.mark.parametrize(
     "param",
-    ["hidden_size", "num_layers", "batch_size", "recurrent_stride", "lr", "min_frequency"],
+    [
+        "hidden_size",
+        "num_layers",
+        "batch_size",
+        "recurrent_stride",
+        "lr",
+        "min_frequency",
+    ],
 )
 @pytest.mark.parametrize("value", [True, False, np.True_])
 def test_a_bool_is_not_taken_for_a_number(param, value):
