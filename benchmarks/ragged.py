@@ -11,14 +11,31 @@ difference is paired by seed, with its standard error.
 
 Run: ``python benchmarks/ragged.py [--rounds 3]``; RESULTS.md quotes
 ``--rounds 20``, enough rounds for the accuracy difference to mean something.
+
+``python benchmarks/ragged.py --predict`` measures prediction instead: 1,000
+sequences of 5 steps and one of 100,000 steps, predicted together and
+separately by a fitted default ``LSTMClassifier`` (one label per sequence,
+and one per step). Together should cost about what separately does. Each
+measurement runs in a fresh process, whose address space is capped at
+``--memory-cap`` GB so that a runaway allocation fails (and prediction's
+retry with smaller batches takes over) instead of exhausting a shared
+machine; the table shows seconds and the growth of peak resident memory
+during the ``predict_proba`` calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import pickle
 import platform
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -110,10 +127,104 @@ def with_sklstm(X, y, X_test, y_test, seed):
     return seconds, clf.score(X_test, y_test)
 
 
+N_SHORT, SHORT_LENGTH, LONG_LENGTH, PREDICT_FEATURES = 1000, 5, 100_000, 3
+
+
+def _prediction_inputs():
+    rng = np.random.RandomState(2)
+    short = [
+        rng.normal(size=(SHORT_LENGTH, PREDICT_FEATURES)).astype(np.float32)
+        for _ in range(N_SHORT)
+    ]
+    long = rng.normal(size=(LONG_LENGTH, PREDICT_FEATURES)).astype(np.float32)
+    return short, long
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _predict_worker(model_path, scenario, memory_cap_gb):
+    """One measurement, in a process of its own: peak memory is per process."""
+    cap = int(memory_cap_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    with open(model_path, "rb") as file:
+        clf = pickle.load(file)
+    short, long = _prediction_inputs()
+    before = _peak_mb()
+    start = time.perf_counter()
+    if scenario == "together":
+        clf.predict_proba(short + [long])
+    else:
+        clf.predict_proba(short)
+        clf.predict_proba([long])
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_mb": _peak_mb() - before}))
+
+
+def predict_benchmark(rounds, memory_cap_gb):
+    rng = np.random.RandomState(0)
+    X = [
+        rng.normal(size=(n, PREDICT_FEATURES)).astype(np.float32)
+        for n in rng.randint(5, 51, 200)
+    ]
+    y = np.array([int(x[:, 0].mean() > 0) for x in X])
+    y_steps = [(x[:, 0] > 0).astype(int) for x in X]
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for output_mode, targets in [("last", y), ("sequence", y_steps)]:
+            clf = LSTMClassifier(
+                output_mode=output_mode, max_epochs=2, random_state=0
+            ).fit(X, targets)
+            model_path = Path(directory) / f"{output_mode}.pkl"
+            model_path.write_bytes(pickle.dumps(clf))
+            for scenario in ("together", "separately"):
+                runs = []
+                for _ in range(rounds):
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--predict-worker",
+                        str(model_path),
+                        scenario,
+                        "--memory-cap",
+                        str(memory_cap_gb),
+                    ]
+                    done = subprocess.run(
+                        command, capture_output=True, text=True, check=True
+                    )
+                    runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                rows.append((output_mode, scenario, runs))
+    print(
+        f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{N_SHORT} sequences of {SHORT_LENGTH} steps + 1 of {LONG_LENGTH}, "
+        f"F={PREDICT_FEATURES}, default LSTMClassifier (2 epochs on 200 "
+        f"sequences of 5-50 steps), address space capped at {memory_cap_gb} "
+        f"GB, {rounds} runs each"
+    )
+    print()
+    print("| output_mode | predicted | seconds (median) | peak RSS growth MB (max) |")
+    print("|---|---|---|---|")
+    for output_mode, scenario, runs in rows:
+        seconds = statistics.median(run["seconds"] for run in runs)
+        peak = max(run["peak_mb"] for run in runs)
+        print(f"| {output_mode} | {scenario} | {seconds:.2f} | {peak:.0f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--predict", action="store_true")
+    parser.add_argument("--memory-cap", type=float, default=8.0)
+    parser.add_argument("--predict-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.predict_worker:
+        _predict_worker(*args.predict_worker, args.memory_cap)
+        return
+    if args.predict:
+        predict_benchmark(args.rounds, args.memory_cap)
+        return
     X, y = make_data(N_TRAIN, seed=0)
     X_test, y_test = make_data(N_TEST, seed=1)
     lengths = np.array([len(x) for x in X])

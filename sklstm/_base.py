@@ -361,7 +361,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             sequences.n_samples
         )
         train_rows, valid_rows = self._split(targets, sequences, seed, use_validation)
-        check_total_weight(weights, train_rows, valid_rows)
+        totals = weights
+        if self.output_mode == "sequence":
+            # Weights per step: a sequence weighs what its steps weigh.
+            totals = np.add.reduceat(weights, sequences.offsets[:-1])
+        check_total_weight(totals, train_rows, valid_rows)
         data = self._tensor_data(sequences, targets, weights, device)
         if continuing:
             # A new net with this fit's settings (lr, optimizer, batch
@@ -550,7 +554,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             check_weight_shape(sample_weight, sequences.n_samples)
         weights = _check_sample_weight(
             sample_weight,
-            sequences.padded,
+            sequences.lengths,
             dtype=np.float64,
             ensure_non_negative=True,
         )
@@ -605,7 +609,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _tensor_data(self, sequences, targets, weights, device):
         """All sequences, targets and weights as one copy on ``device``."""
         return TensorData(
-            padded=place(sequences.padded, device),
+            steps=place(sequences.steps, device),
             lengths=torch.from_numpy(sequences.lengths),
             targets=place(np.ascontiguousarray(targets), device),
             weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
@@ -860,7 +864,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """
         check_prediction_precision(self.net_.precision, torch.device(self.net_.device))
         data = TensorData(
-            padded=torch.from_numpy(sequences.padded),
+            steps=torch.from_numpy(sequences.steps),
             lengths=torch.from_numpy(sequences.lengths),
             equal_lengths=sequences.equal_lengths,
             **tabular_tensors(sequences),
@@ -868,7 +872,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         batch_size = prediction_rows(
             self.net_.module_,
             torch.device(self.net_.device),
-            sequences.padded.shape[1],
+            sequences.max_length,
             cpu_rows=_PREDICT_BATCH_SIZE,
         )
         try:
@@ -894,13 +898,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return weights
 
     def _per_step_structure(self, values, sequences):
-        """Per-step predictions in the structure of the input."""
+        """Per-step predictions, one row per step, in the structure of the
+        input: a list of arrays for a list, else ``(n, n_timesteps, ...)``."""
         if sequences.ragged:
-            return [
-                row[:length]
-                for row, length in zip(values, sequences.lengths, strict=True)
-            ]
-        return values
+            return np.split(values, sequences.offsets[1:-1])
+        return values.reshape((sequences.n_samples, -1) + values.shape[1:])
 
     @property
     def _fitted_output_mode(self):

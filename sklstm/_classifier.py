@@ -14,12 +14,7 @@ from sklearn.utils.validation import _check_y
 from ._base import BaseLSTM
 from ._docs import fill_doc
 from ._network import ClassProbabilities, WeightedCrossEntropy
-from ._targets import (
-    check_per_step_targets,
-    check_target_count,
-    pad_flat,
-    valid_step_mask,
-)
+from ._targets import check_per_step_targets, check_target_count
 from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
@@ -253,8 +248,6 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
                 "first call to partial_fit."
             )
         codes = np.searchsorted(known, labels).astype(np.int64)
-        if self.output_mode == "sequence":
-            codes = pad_flat(codes, sequences)
         return codes, {"classes": known, "labels": labels}
 
     def _store_target_state(self, state):
@@ -301,8 +294,8 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         per_class = self._class_weights(state)[targets]
         if self.output_mode == "last":
             return (sample_weight * per_class).astype(np.float32)
-        mask = valid_step_mask(sequences)
-        return (sample_weight[:, None] * per_class * mask).astype(np.float32)
+        steps_weight = np.repeat(sample_weight, sequences.lengths)
+        return (steps_weight * per_class).astype(np.float32)
 
     def _stratify_labels(self, targets):
         return targets if self.output_mode == "last" else None
@@ -432,9 +425,8 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         else:
             _, truth = check_per_step_targets(y, sequences)
         weights = self._score_weights(sample_weight, sequences)
+        # Per step, labels come one row per step, as ``truth`` does.
         labels = self.classes_[self._network_outputs(sequences).argmax(axis=-1)]
-        if self._fitted_output_mode == "sequence":
-            labels = labels[valid_step_mask(sequences)]
         return accuracy_score(truth, labels, sample_weight=weights)
 
 

@@ -1,7 +1,8 @@
 """Training data as tensors: placement on the device and mini-batches.
 
-One :class:`TensorData` holds the padded sequences, their lengths, targets
-and weights; :class:`Batches` cuts it into mini-batches. Batches have the
+One :class:`TensorData` holds the time steps of all sequences back to back,
+their lengths, targets and weights; :class:`Batches` cuts it into
+mini-batches, each padded to its own longest sequence only. Batches have the
 ``(X, y)`` form skorch expects: ``X`` is a dict of the network's inputs
 (``padded``, ``lengths``) and, when sequences are weighted, their
 ``weights``; ``y`` holds the targets. Weights travel in ``X``, as skorch
@@ -12,7 +13,7 @@ callbacks expect.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,14 +33,18 @@ _RESIDENT_SHARE = 0.4
 class TensorData(Dataset):
     """Sequences, targets and weights as tensors, ready for batching.
 
-    ``padded``, ``targets`` and ``weights`` live on the training device when
-    they fit there; ``lengths`` always stays on the CPU (reading it never
+    Values per step (``steps``, ``codes``, and with ``per_step`` the
+    ``targets`` and ``weights``) have one row per time step, sequence after
+    sequence, as :class:`~sklstm._sequences.Sequences` holds them; values
+    per sequence have one row per sequence. ``steps``, ``targets`` and
+    ``weights`` live on the training device when they fit there;
+    ``lengths`` and ``starts`` always stay on the CPU (reading them never
     waits for the device). ``rows`` selects the sequences this object
     stands for, so that training and validation sets share one copy of the
     data; None means all of them.
     """
 
-    padded: torch.Tensor
+    steps: torch.Tensor
     lengths: torch.Tensor
     targets: torch.Tensor | None = None
     weights: torch.Tensor | None = None
@@ -50,17 +55,34 @@ class TensorData(Dataset):
     codes: torch.Tensor | None = None
     static: torch.Tensor | None = None
     static_codes: torch.Tensor | None = None
+    # Where each sequence's steps begin.
+    starts: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        self.starts = torch.cumsum(self.lengths, 0) - self.lengths
 
     def __len__(self):
         return len(self.lengths) if self.rows is None else len(self.rows)
 
     def __getitem__(self, index):
         row = index if self.rows is None else int(self.rows[index])
-        length = int(self.lengths[row])
-        inputs = {"padded": self.padded[row, :length], "lengths": self.lengths[row]}
+        start = int(self.starts[row])
+        steps = slice(start, start + int(self.lengths[row]))
+        inputs = {"padded": self.steps[steps], "lengths": self.lengths[row]}
+        by_step = steps if self.per_step else row
         if self.weights is not None:
-            inputs["weights"] = self.weights[row]
-        return inputs, None if self.targets is None else self.targets[row]
+            inputs["weights"] = self.weights[by_step]
+        return inputs, None if self.targets is None else self.targets[by_step]
+
+    def dense(self, values):
+        """Values per step of equal-length data as ``(n, n_timesteps, ...)``.
+
+        A view: equal-length data keeps one dense block, as a 3-D array
+        holds it.
+        """
+        n_samples = len(self.lengths)
+        n_timesteps = int(self.lengths[0]) if n_samples else 0
+        return values.view((n_samples, n_timesteps) + values.shape[1:])
 
     def subset(self, rows, *, weighted=True):
         """The same data restricted to ``rows`` (an index array), no copy.
@@ -105,7 +127,8 @@ class Batches:
     iterates it once per epoch. Equal-length data is shuffled by one
     ``randperm`` per epoch, as in a hand-written loop. Ragged data is
     bucketed: similar lengths are batched together so that little time is
-    spent on padding.
+    spent on padding, and each batch is padded only to its own longest
+    sequence when it is gathered.
 
     Parameters
     ----------
@@ -118,17 +141,38 @@ class Batches:
         The estimators pass one seeded from ``random_state``, so that no fit
         draws from (or depends on) torch's global generator.
     device : torch.device or None, default=None
-        Where batches go; None: where ``data.padded`` is.
+        Where batches go; None: where ``data.steps`` is.
+    by_length : bool, default=False
+        For prediction: sort all sequences by length and never batch
+        together lengths more than twice apart, so that padding at most
+        doubles a batch's work and a few long sequences cost about what
+        they cost on their own. Without it (training and validation),
+        ragged batches come from pools of ``50 * batch_size`` sequences in
+        the given order, each pool sorted by length and cut into batches of
+        equal sizes; skorch averages validation losses per batch, so
+        validation keeps the batches training has always had.
     """
 
-    def __init__(self, data, batch_size, *, shuffle=False, generator=None, device=None):
+    def __init__(
+        self,
+        data,
+        batch_size,
+        *,
+        shuffle=False,
+        generator=None,
+        device=None,
+        by_length=False,
+    ):
         self.data = data
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.device = torch.device(device) if device is not None else None
+        self.by_length = by_length
 
     def __len__(self):
+        if self.by_length and not self.shuffle and not self.data.equal_lengths:
+            return len(self._batch_indices())
         return math.ceil(len(self.data) / self.batch_size)
 
     def _epoch_generator(self):
@@ -154,6 +198,8 @@ class Batches:
             order = self.data.rows[order]
         if self.data.equal_lengths:
             return _even_split(order, self.batch_size)
+        if self.by_length and not self.shuffle:
+            return _length_groups(order, self.data.lengths, self.batch_size)
         pool_size = self.batch_size * _BUCKET_POOL_BATCHES
         batches = []
         for pool in torch.split(order, pool_size):
@@ -174,38 +220,87 @@ class Batches:
         ``indices`` is an index tensor, or a slice for in-order batches.
         """
         data = self.data
-        target_device = self.device if self.device is not None else data.padded.device
+        data_device = data.steps.device
+        target_device = self.device if self.device is not None else data_device
         # Where batches must be copied to; None when the data is already there.
-        device = None if _holds(target_device, data.padded) else target_device
+        device = None if _holds(target_device, data.steps) else target_device
         pinned = device is not None and device.type == "cuda" and self.shuffle
-        per_step = data.per_step
+        fields = {name: getattr(data, name) for name in _FIELDS}
+        by_step = {"steps", "codes"}
+        if data.per_step:
+            by_step |= {"targets", "weights"}
+        if data.equal_lengths:
+            for name in by_step:
+                if fields[name] is not None:
+                    fields[name] = data.dense(fields[name])
         batch_indices = self._batch_indices()
         gather_indices = batch_indices
-        if data.padded.device.type != "cpu" and _index_tensors(batch_indices):
+        starts, lengths = data.starts, data.lengths
+        if data_device.type != "cpu" and _index_tensors(batch_indices):
             # One host-to-device copy of the epoch's order, not one per
             # batch: a copy from pageable memory waits for the device, so
             # per-batch copies would stall the host before every step. The
             # host keeps its own indices for lengths and placing outputs.
             sizes = [len(indices) for indices in batch_indices]
-            order = torch.cat(batch_indices).to(data.padded.device)
+            order = torch.cat(batch_indices).to(data_device)
             gather_indices = order.split(sizes)
+            if not data.equal_lengths:
+                starts = starts.to(data_device)
+                lengths = lengths.to(data_device)
         for indices, index in zip(batch_indices, gather_indices, strict=True):
-            lengths = data.lengths[indices]
-            # Gather only the steps this batch needs.
-            n_steps = None if data.equal_lengths else int(lengths.max())
-            inputs = {
-                "padded": _take(data.padded, index, n_steps, True, device, pinned),
-                "lengths": lengths,
-            }
-            for name in ("codes", "static", "static_codes", "weights"):
-                values = getattr(data, name)
-                if values is not None:
-                    by_step = name == "codes" or (name == "weights" and per_step)
-                    inputs[name] = _take(
-                        values, index, n_steps, by_step, device, pinned
-                    )
-            targets = _take(data.targets, index, n_steps, per_step, device, pinned)
+            batch_lengths = data.lengths[indices]
+            positions = None
+            if not data.equal_lengths:
+                # Gather only the steps this batch needs: up to its longest.
+                n_steps = int(batch_lengths.max())
+                positions = step_positions(starts, lengths, index, n_steps)
+            batch = {}
+            for name, values in fields.items():
+                if values is None:
+                    continue
+                if positions is not None and name in by_step:
+                    batch[name] = _gather_steps(values, positions, device, pinned)
+                else:
+                    batch[name] = _take(values, index, device, pinned)
+            inputs = {"padded": batch.pop("steps"), "lengths": batch_lengths}
+            targets = batch.pop("targets", None)
+            inputs.update(batch)
             yield indices, (inputs, targets)
+
+
+# The tensors of a TensorData that a batch takes its share of.
+_FIELDS = ("steps", "codes", "static", "static_codes", "weights", "targets")
+
+
+def step_positions(starts, lengths, index, n_steps):
+    """Where the steps of sequences ``index`` are: ``(len(index), n_steps)``.
+
+    Row ``i`` holds the positions in ``steps`` of sequence ``index[i]``'s
+    steps, then -1 past its end. ``index`` may also be a slice.
+    """
+    offsets = torch.arange(n_steps, device=starts.device)
+    positions = starts[index, None] + offsets
+    return positions.masked_fill(offsets >= lengths[index, None], -1)
+
+
+def _length_groups(order, lengths, batch_size):
+    """Batches of ``order`` sorted by length, each within a factor of two.
+
+    A batch then spends at most half its work on padding. The lengths are
+    cut into groups, a new one at the first length more than twice its
+    group's shortest; each group is split into batches of equal sizes.
+    """
+    by_length = order[torch.argsort(lengths[order], stable=True)]
+    sorted_lengths = lengths[by_length]
+    shortest = []
+    for length in torch.unique_consecutive(sorted_lengths).tolist():
+        if not shortest or length > 2 * shortest[-1]:
+            shortest.append(length)
+    cuts = torch.searchsorted(sorted_lengths, sorted_lengths.new_tensor(shortest[1:]))
+    batches = []
+    for group in torch.tensor_split(by_length, cuts):
+        batches.extend(_even_split(group, batch_size))
+    return batches
 
 
 def _holds(device, tensor):
@@ -232,8 +327,8 @@ def _even_split(order, batch_size):
     return list(torch.tensor_split(order, n_batches))
 
 
-def _take(tensor, index, n_steps, per_step, device, pinned=False):
-    """Rows ``index`` of ``tensor``, cut to ``n_steps`` if given and per step.
+def _take(tensor, index, device, pinned=False):
+    """Rows ``index`` of ``tensor``.
 
     With a ``device``, the rows are copied there. With ``pinned`` (shuffled
     training batches on CUDA), they are gathered straight into pinned
@@ -244,19 +339,38 @@ def _take(tensor, index, n_steps, per_step, device, pinned=False):
     batches are large enough that pinned buffers kept in torch's cache
     would hold hundreds of MB of locked host memory.
     """
-    if tensor is None:
-        return None
-    cut = per_step and n_steps is not None
     if device is None:
-        return tensor[index, :n_steps] if cut else tensor[index]
-    if cut:
-        tensor = tensor[:, :n_steps]
+        return tensor[index]
     if not pinned:
         return tensor[index].to(device, non_blocking=True)
     shape = (len(index),) + tensor.shape[1:]
     buffer = torch.empty(shape, dtype=tensor.dtype, pin_memory=True)
     torch.index_select(tensor, 0, index, out=buffer)
     return buffer.to(device, non_blocking=True)
+
+
+def _gather_steps(values, positions, device, pinned=False):
+    """Values per step, padded: ``positions.shape + values.shape[1:]``.
+
+    ``positions`` comes from :func:`step_positions`; padding is zero, as a
+    value, a target, a weight (padded steps weigh nothing) and a code (the
+    unknown category), though the network masks it anyway. Copied to
+    ``device`` as :func:`_take` copies rows.
+    """
+    flat = positions.reshape(-1)
+    shape = positions.shape + values.shape[1:]
+    if pinned:
+        padded = torch.empty(shape, dtype=values.dtype, pin_memory=True)
+        torch.index_select(
+            values, 0, flat.clamp(min=0), out=padded.view(-1, *shape[2:])
+        )
+    else:
+        padded = values.index_select(0, flat.clamp(min=0)).view(shape)
+    padding = (positions < 0).view(positions.shape + (1,) * (values.dim() - 1))
+    padded.masked_fill_(padding, 0)
+    if device is None:
+        return padded
+    return padded.to(device, non_blocking=True)
 
 
 def round_up_rows(inputs, multiple=8):

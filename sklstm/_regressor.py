@@ -11,12 +11,7 @@ from sklearn.utils.validation import _check_y
 from ._base import BaseLSTM
 from ._docs import fill_doc
 from ._network import TargetScale, WeightedSquaredError
-from ._targets import (
-    check_per_step_targets,
-    check_target_count,
-    pad_flat,
-    valid_step_mask,
-)
+from ._targets import check_per_step_targets, check_target_count
 from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
@@ -244,8 +239,6 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
                 f"represented in {np.dtype(dtype).name} once standardised. "
                 "Check the scale of y."
             )
-        if self.output_mode == "sequence":
-            standardized = pad_flat(standardized, sequences)
         state = {"mean": mean, "scale": scale, "single": single}
         return standardized, state
 
@@ -292,7 +285,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     def _step_weights(self, targets, sample_weight, sequences, state):
         if self.output_mode == "last":
             return sample_weight.astype(np.float32)
-        return (sample_weight[:, None] * valid_step_mask(sequences)).astype(np.float32)
+        return np.repeat(sample_weight, sequences.lengths).astype(np.float32)
 
     def _validation_score(self, collected):
         predictions, truths, weights = [], [], []
@@ -398,8 +391,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             )
         weights = self._score_weights(sample_weight, sequences)
         outputs = self._network_outputs(sequences)
+        # Per step, values come one row per step, as ``truth`` does.
         values = outputs * self._target_scale + self._target_mean
-        if self._fitted_output_mode == "sequence":
-            values = values[valid_step_mask(sequences)]
         predicted = values[..., 0] if truth.ndim == 1 else values
         return r2_score(truth, predicted, sample_weight=weights)

@@ -1,9 +1,11 @@
 """Input validation and the one internal representation of sequences.
 
 Everything a user can pass as ``X`` (3-D arrays, 2-D tables, ragged lists) is
-checked and converted here, once, into :class:`Sequences`: a zero-padded
-``(n_samples, max_timesteps, n_features)`` array plus the true length of each
-row. Nothing downstream ever looks at the original container again.
+checked and converted here, once, into :class:`Sequences`: the time steps of
+all sequences back to back, ``(total_steps, n_features)``, plus the length of
+each sequence. Nothing downstream ever looks at the original container again.
+Padding happens per mini-batch (see :mod:`sklstm._data`), so memory follows
+the number of steps, however unequal the lengths.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ _FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
 
 @dataclass
 class Sequences:
-    """Padded sequences with their lengths.
+    """Sequences as their time steps, one after another, with their lengths.
 
     Attributes
     ----------
-    padded : ndarray of shape (n_samples, max_timesteps, n_features)
-        Values, zero after each sequence's end.
+    steps : ndarray of shape (total_steps, n_features)
+        The steps of the first sequence, then those of the second, and so
+        on; no padding. For a 3-D array this is a view of it.
     lengths : ndarray of shape (n_samples,), dtype int64
-        Number of valid time steps of each sequence.
+        Number of time steps of each sequence.
     ragged : bool
         True when the caller passed a list of separate sequences; predictions
         per time step are then returned as a list too.
@@ -45,14 +48,15 @@ class Sequences:
         row, columns are time steps).
     """
 
-    padded: np.ndarray
+    steps: np.ndarray
     lengths: np.ndarray
     ragged: bool = False
     tabular: bool = False
     feature_names: np.ndarray | None = None
     # Tabular sequences (see sklstm._tabular): categorical step features as
-    # integer codes (n_samples, max_timesteps, n_categorical), static
-    # features per sequence, numeric and coded, and the input's column count.
+    # integer codes (total_steps, n_categorical), laid out like ``steps``,
+    # static features per sequence, numeric and coded, and the input's
+    # column count.
     codes: np.ndarray | None = None
     static: np.ndarray | None = None
     static_codes: np.ndarray | None = None
@@ -60,22 +64,31 @@ class Sequences:
 
     @property
     def n_samples(self):
-        return self.padded.shape[0]
+        return len(self.lengths)
 
     @property
     def n_features(self):
-        return self.padded.shape[2]
+        return self.steps.shape[1]
+
+    @property
+    def max_length(self):
+        return int(self.lengths.max()) if self.n_samples else 0
 
     @property
     def equal_lengths(self):
-        return self.n_samples == 0 or bool(self.lengths.min() == self.padded.shape[1])
+        return self.n_samples == 0 or bool(self.lengths.min() == self.lengths.max())
+
+    @property
+    def offsets(self):
+        """Where each sequence starts in ``steps``, and where the last ends."""
+        return np.concatenate([[0], np.cumsum(self.lengths)])
 
     @property
     def table_width(self):
         """Features as scikit-learn counts them: columns for a table."""
         if self.n_columns is not None:
             return self.n_columns
-        return self.padded.shape[1] if self.tabular else self.n_features
+        return self.max_length if self.tabular else self.n_features
 
 
 def _is_sequence_list(X):
@@ -181,21 +194,7 @@ def check_feature_counts(sequences):
         )
 
 
-def pad_rows(values, lengths, fill=0):
-    """Rows of consecutive sequences ``(n_rows, ...)`` as a padded
-    ``(n_sequences, max_length, ...)`` array, ``fill`` after each end."""
-    n_samples = len(lengths)
-    padded = np.full(
-        (n_samples, int(lengths.max())) + values.shape[1:], fill, values.dtype
-    )
-    rows = np.repeat(np.arange(n_samples), lengths)
-    starts = np.cumsum(lengths) - lengths
-    steps = np.arange(len(values)) - np.repeat(starts, lengths)
-    padded[rows, steps] = values
-    return padded
-
-
-def _pad_sequence_list(X, dtype):
+def _sequence_list(X, dtype):
     sequences = []
     for index, item in enumerate(X):
         name = f"Sequence X[{index}]"
@@ -209,9 +208,9 @@ def _pad_sequence_list(X, dtype):
             "Sequences have 0 features per time step; each step must hold at "
             "least one value."
         )
-    flat = _to_float(np.concatenate(sequences), dtype)
-    _check_finite(flat)
-    return Sequences(pad_rows(flat, lengths), lengths, ragged=True)
+    steps = _to_float(np.concatenate(sequences), dtype)
+    _check_finite(steps)
+    return Sequences(steps, lengths, ragged=True)
 
 
 def _check_finite(array):
@@ -346,7 +345,7 @@ def to_sequences(X, *, precision="32", estimator=None):
             "is required. Pass at least one sequence."
         )
     if _is_sequence_list(X):
-        return _pad_sequence_list(X, dtype)
+        return _sequence_list(X, dtype)
     # A plain array has no column names; skipping the lookup saves a
     # noticeable part of predicting a small batch.
     feature_names = None if type(X) is np.ndarray else _get_feature_names(X)
@@ -392,7 +391,7 @@ def to_sequences(X, *, precision="32", estimator=None):
     _check_finite(array)
     lengths = np.full(array.shape[0], array.shape[1], dtype=np.int64)
     return Sequences(
-        array,
+        array.reshape(-1, array.shape[2]),
         lengths,
         tabular=tabular,
         feature_names=feature_names,
@@ -408,7 +407,7 @@ def warn_if_channels_first(sequences):
     """Warn when a 3-D array looks like channels first, as aeon holds series."""
     if sequences.ragged or sequences.tabular or sequences.n_columns is not None:
         return
-    n_timesteps, n_features = sequences.padded.shape[1:]
+    n_timesteps, n_features = sequences.max_length, sequences.n_features
     if n_timesteps * _CHANNELS_FIRST_RATIO <= n_features:
         warnings.warn(
             f"X has {n_timesteps} time steps of {n_features} features each: "
@@ -532,15 +531,15 @@ def from_channels_first(
 
 
 def missing_features(sequences):
-    """Per feature, whether any value is missing (NaN); padding holds none."""
-    padded = sequences.padded
-    if padded.shape[-1] == 0 or np.isfinite(float(torch.from_numpy(padded).sum())):
-        return np.zeros(padded.shape[-1], dtype=bool)
-    return np.isnan(padded).any(axis=(0, 1))
+    """Per feature, whether any value is missing (NaN)."""
+    steps = sequences.steps
+    if steps.shape[-1] == 0 or np.isfinite(float(torch.from_numpy(steps).sum())):
+        return np.zeros(steps.shape[-1], dtype=bool)
+    return np.isnan(steps).any(axis=0)
 
 
 def feature_moments(sequences, chunk_steps=1 << 18):
-    """Mean and variance of each feature over valid, non-missing steps.
+    """Mean and variance of each feature over non-missing steps.
 
     In float64. Works through the data in chunks of about ``chunk_steps``
     time steps and merges the partial moments (Chan et al.), so large
@@ -551,19 +550,17 @@ def feature_moments(sequences, chunk_steps=1 << 18):
     n_features = sequences.n_features
     if n_features == 0:  # categorical features only
         return np.zeros(0), np.ones(0), np.zeros(0, dtype=bool)
-    rows_per_chunk = max(1, chunk_steps // max(1, sequences.padded.shape[1]))
+    # For equal lengths, chunks hold whole sequences: the float64 sums then
+    # run in the order earlier releases used, so a fit on the same data
+    # learns bit for bit the same standardisation.
+    whole = max(1, sequences.max_length) if sequences.equal_lengths else 1
+    chunk = max(1, chunk_steps // whole) * whole
     count = np.zeros(n_features)
     mean = np.zeros(n_features)
     sum_squares = np.zeros(n_features)
     missing = np.zeros(n_features, dtype=bool)
-    for start in range(0, sequences.n_samples, rows_per_chunk):
-        block = sequences.padded[start : start + rows_per_chunk]
-        lengths = sequences.lengths[start : start + rows_per_chunk]
-        if sequences.equal_lengths:
-            values = block.reshape(-1, n_features).astype(np.float64)
-        else:
-            values = block[np.arange(block.shape[1]) < lengths[:, None]]
-            values = values.astype(np.float64)
+    for start in range(0, len(sequences.steps), chunk):
+        values = sequences.steps[start : start + chunk].astype(np.float64)
         present = ~np.isnan(values)
         missing |= ~present.all(axis=0)
         block_count = present.sum(axis=0)

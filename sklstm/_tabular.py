@@ -27,7 +27,7 @@ import torch
 
 from ._data import place
 from ._long_table import SequenceFrame
-from ._sequences import Sequences, check_feature_counts, pad_rows, step_rows
+from ._sequences import Sequences, check_feature_counts, step_rows
 
 # Codes reserved before the learned categories.
 UNKNOWN_CODE = 0
@@ -580,14 +580,13 @@ def to_tabular_sequences(
     fitted = dict(zip(layout.categorical_columns, categories, strict=True))
     codes = None
     if layout.categorical:
-        step_codes = np.stack(
+        codes = np.stack(
             [
                 learned[i] if i in learned else encode(raw.values[i], fitted[i])
                 for i in layout.categorical
             ],
             axis=1,
         )
-        codes = pad_rows(step_codes, lengths, fill=UNKNOWN_CODE)
     static = None
     if layout.static_numeric:
         static = np.stack(
@@ -607,7 +606,7 @@ def to_tabular_sequences(
             axis=1,
         )
     sequences = Sequences(
-        pad_rows(step_values, lengths),
+        step_values,
         lengths,
         ragged=not isinstance(X, np.ndarray),
         codes=codes,

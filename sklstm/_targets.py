@@ -1,8 +1,9 @@
-"""Targets and weights: validation and the per-step (padded) layout.
+"""Targets and weights: validation, per sequence and per step.
 
 ``output_mode="sequence"`` takes one target per time step; these helpers
-check them against the input sequences and lay them out padded, like the
-inputs, with the weights of padded steps set to zero.
+check them against the input sequences. Per-step targets are then laid out
+as the inputs' steps are (see :class:`sklstm._sequences.Sequences`): one row
+per step, sequence after sequence, no padding.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ def check_target_count(sequences, targets, name="y"):
 
 
 def check_per_step_targets(y, sequences, *, name="y"):
-    """Validate per-step targets; return them padded to ``sequences``.
+    """Validate per-step targets against ``sequences``.
 
-    Returns an array of shape (n_samples, max_timesteps) or
-    (n_samples, max_timesteps, n_outputs) whose padded steps are zero, and
-    the flat array of valid-step values.
+    Returns the target sequences as a list of arrays, and all their values
+    as one array of shape (total_steps,) or (total_steps, n_outputs), laid
+    out as ``sequences.steps``.
     """
     n_samples = sequences.n_samples
     if isinstance(y, (list, tuple)) or (
@@ -58,19 +59,6 @@ def check_per_step_targets(y, sequences, *, name="y"):
     return items, flat
 
 
-def valid_step_mask(sequences):
-    """Boolean (n_samples, max_timesteps) mask of the unpadded steps."""
-    return np.arange(sequences.padded.shape[1]) < sequences.lengths[:, None]
-
-
-def pad_flat(flat, sequences, fill=0):
-    """Scatter flat valid-step values into a padded per-step array."""
-    shape = (sequences.n_samples, sequences.padded.shape[1]) + flat.shape[1:]
-    padded = np.full(shape, fill, dtype=flat.dtype)
-    padded[valid_step_mask(sequences)] = flat
-    return padded
-
-
 def check_weight_shape(sample_weight, n_samples):
     """Shape and type of ``sample_weight``, in the estimator's own words."""
     try:
@@ -98,7 +86,10 @@ def check_weight_shape(sample_weight, n_samples):
 
 
 def check_total_weight(weights, train_index, valid_index):
-    """Training (and validation) must weigh something, or the loss is 0/0."""
+    """Training (and validation) must weigh something, or the loss is 0/0.
+
+    ``weights`` holds the weight of each sequence.
+    """
     if weights[train_index].sum() <= 0:
         raise ValueError(
             "Every training sequence has weight zero once sample_weight and "

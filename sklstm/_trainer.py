@@ -32,7 +32,7 @@ from skorch.callbacks import (
 from skorch.history import History
 from skorch.utils import TeeGenerator, noop
 
-from ._data import Batches, round_up_rows
+from ._data import Batches, round_up_rows, step_positions
 from ._device import (
     autocast_context,
     is_out_of_memory,
@@ -520,11 +520,12 @@ def predict_outputs(net, data, batch_size, transform=None):
     """Network outputs for every sequence of ``data``, as float64 numpy arrays.
 
     ``transform`` (e.g. a softmax) is applied to each batch's outputs on the
-    device, before they are copied back. Returns an array ``(n, n_outputs)``
-    or, for per-step outputs, a padded ``(n, max_timesteps, n_outputs)``
-    array, rows in the order of ``data``. On running out of memory the
-    batch is halved and prediction retried; if even one sequence does not
-    fit, :class:`~sklstm._device.DeviceOutOfMemoryError` is raised.
+    device, before they are copied back. Returns an array ``(n, n_outputs)``,
+    rows in the order of ``data``, or for per-step outputs
+    ``(total_steps, n_outputs)``, one row per step as ``data.steps`` holds
+    them (no padding). On running out of memory the batch is halved and
+    prediction retried; if even one sequence does not fit,
+    :class:`~sklstm._device.DeviceOutOfMemoryError` is raised.
     """
     while True:
         try:
@@ -544,7 +545,7 @@ def predict_outputs(net, data, batch_size, transform=None):
 
 def _predict_in_batches(net, data, batch_size, transform):
     device = torch.device(net.device)
-    batches = Batches(data, batch_size, shuffle=False, device=device)
+    batches = Batches(data, batch_size, shuffle=False, device=device, by_length=True)
     result = None
     # skorch's evaluation_step would set every submodule's mode again for
     # each batch; training leaves the module in eval mode, so this switches
@@ -558,20 +559,24 @@ def _predict_in_batches(net, data, batch_size, transform):
             if transform is not None:
                 outputs = transform(outputs)
             outputs = outputs.to("cpu", torch.float64)
+            per_step = outputs.ndim == 3
             if result is None:
-                # Ragged batches are grouped by length: put rows back in
-                # input order, padding per-step outputs to full length.
-                shape = (
-                    (len(data),)
-                    + data.padded.shape[1:2] * (outputs.ndim == 3)
-                    + outputs.shape[-1:]
-                )
+                n_rows = len(data.steps) if per_step else len(data)
+                shape = (n_rows,) + outputs.shape[-1:]
                 result = torch.zeros(shape, dtype=torch.float64)
+            # Ragged batches are grouped by length: put rows back in input
+            # order, and per-step outputs where their steps are.
             # ``indices`` is a slice or an index tensor: either indexes.
-            if outputs.ndim == 3:
-                result[indices, : outputs.shape[1]] = outputs
-            else:
+            if not per_step:
                 result[indices] = outputs
+            elif data.equal_lengths:
+                data.dense(result)[indices] = outputs
+            else:
+                positions = step_positions(
+                    data.starts, data.lengths, indices, outputs.shape[1]
+                )
+                valid = positions >= 0
+                result[positions[valid]] = outputs[valid]
     return result.numpy()
 
 

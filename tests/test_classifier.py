@@ -55,7 +55,9 @@ def test_probabilities_are_the_softmax_of_the_logits(n_classes, output_mode):
     else:
         y = np.arange(len(X)) % n_classes
     clf = LSTMClassifier(**FAST, output_mode=output_mode).fit(X, y)
+    # Per-step outputs come one row per step.
     _, logits = clf._outputs(X)
+    logits = logits.reshape(X.shape[: 2 if output_mode == "sequence" else 1] + (-1,))
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     expected = shifted / shifted.sum(axis=-1, keepdims=True)
     proba = clf.predict_proba(X)

@@ -62,6 +62,46 @@ def test_padding_never_changes_per_step_outputs(architecture):
     np.testing.assert_allclose(beside_longer, alone, atol=1e-5, rtol=0)
 
 
+def test_one_very_long_sequence_among_short_ones():
+    # Predicted together, each sequence gets what it gets alone, in input
+    # order, and the network runs no more steps than predicting the short
+    # ones and the long one separately.
+    X, y = make_ragged_sequences(n_samples=40, min_length=3, max_length=12)
+    clf = LSTMClassifier(hidden_size=8, max_epochs=2, random_state=0).fit(X, y)
+    X_steps = [x[:, 0] > 0 for x in X]
+    per_step = LSTMClassifier(
+        hidden_size=8, max_epochs=2, random_state=0, output_mode="sequence"
+    ).fit(X, X_steps)
+    rng = np.random.RandomState(1)
+    short = [rng.normal(size=(n, 2)).astype(np.float32) for n in rng.randint(2, 9, 60)]
+    long = rng.normal(size=(4000, 2)).astype(np.float32)
+    mixed = short[:25] + [long] + short[25:]
+
+    steps_run = []
+
+    def count_steps(module, args, kwargs):
+        steps_run.append(kwargs["padded"].shape[0] * kwargs["padded"].shape[1])
+
+    hook = clf.net_.module_.register_forward_pre_hook(count_steps, with_kwargs=True)
+    together = clf.predict_proba(mixed)
+    n_together = sum(steps_run)
+    steps_run.clear()
+    clf.predict_proba(short)
+    clf.predict_proba([long])
+    n_separately = sum(steps_run)
+    hook.remove()
+    assert n_together <= n_separately
+
+    alone = np.vstack([clf.predict_proba([x]) for x in mixed])
+    np.testing.assert_allclose(together, alone, atol=1e-5, rtol=0)
+    per_step_together = per_step.predict_proba(mixed)
+    for x, predicted in zip(mixed, per_step_together, strict=True):
+        assert predicted.shape == (len(x), 2)
+        np.testing.assert_allclose(
+            predicted, per_step.predict_proba([x])[0], atol=1e-5, rtol=0
+        )
+
+
 def test_equal_length_and_ragged_paths_agree():
     torch.manual_seed(0)
     network = RecurrentNetwork(

@@ -1,4 +1,4 @@
-"""Input conversion: every accepted form ends as padded values + lengths."""
+"""Input conversion: every accepted form ends as steps + lengths."""
 
 import numpy as np
 import pandas as pd
@@ -11,23 +11,24 @@ from sklstm._sequences import to_sequences
 def test_3d_array_keeps_shape_and_computes_in_float32():
     X = np.arange(24, dtype=np.float64).reshape(2, 4, 3)
     sequences = to_sequences(X)
-    assert sequences.padded.shape == (2, 4, 3)
-    assert sequences.padded.dtype == np.float32
+    assert sequences.steps.shape == (8, 3)
+    assert sequences.steps.dtype == np.float32
     assert sequences.lengths.tolist() == [4, 4]
+    assert sequences.equal_lengths and sequences.max_length == 4
     assert not sequences.ragged and not sequences.tabular
-    np.testing.assert_array_equal(sequences.padded, X)
+    np.testing.assert_array_equal(sequences.steps.reshape(X.shape), X)
 
 
 def test_float64_precision_keeps_float64():
     X = np.random.RandomState(0).normal(size=(3, 5, 2))
     sequences = to_sequences(X, precision="64")
-    assert sequences.padded.dtype == np.float64
-    np.testing.assert_array_equal(sequences.padded, X)
+    assert sequences.steps.dtype == np.float64
+    np.testing.assert_array_equal(sequences.steps.reshape(X.shape), X)
 
 
 def test_float32_input_is_not_copied():
     X = np.zeros((4, 5, 2), dtype=np.float32)
-    assert np.shares_memory(to_sequences(X).padded, X)
+    assert np.shares_memory(to_sequences(X).steps, X)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64])
@@ -35,32 +36,34 @@ def test_2d_table_is_univariate_sequences(dtype):
     X = np.arange(12).reshape(3, 4).astype(dtype)
     sequences = to_sequences(X)
     assert sequences.tabular
-    assert sequences.padded.shape == (3, 4, 1)
+    assert sequences.steps.shape == (12, 1)
     assert sequences.table_width == 4
-    np.testing.assert_array_equal(sequences.padded[..., 0], X)
+    np.testing.assert_array_equal(sequences.steps[:, 0].reshape(X.shape), X)
 
 
 def test_dataframe_rows_are_sequences_and_names_are_kept():
     frame = pd.DataFrame(np.ones((3, 4)), columns=["t0", "t1", "t2", "t3"])
     sequences = to_sequences(frame)
-    assert sequences.padded.shape == (3, 4, 1)
+    assert sequences.steps.shape == (12, 1)
+    assert sequences.lengths.tolist() == [4, 4, 4]
     assert sequences.feature_names.tolist() == ["t0", "t1", "t2", "t3"]
 
 
-def test_ragged_list_is_padded_with_zeros_and_lengths():
+def test_ragged_list_is_its_steps_back_to_back_with_lengths():
     X = [np.ones((2, 3)), 2 * np.ones((5, 3)), 3 * np.ones((1, 3))]
     sequences = to_sequences(X)
-    assert sequences.ragged
-    assert sequences.padded.shape == (3, 5, 3)
+    assert sequences.ragged and not sequences.equal_lengths
+    # No padding: the steps take what the sequences take.
+    assert sequences.steps.shape == (8, 3)
     assert sequences.lengths.tolist() == [2, 5, 1]
-    assert (sequences.padded[0, :2] == 1).all() and (sequences.padded[0, 2:] == 0).all()
-    assert (sequences.padded[1] == 2).all()
-    assert (sequences.padded[2, :1] == 3).all() and (sequences.padded[2, 1:] == 0).all()
+    assert sequences.offsets.tolist() == [0, 2, 7, 8]
+    assert sequences.max_length == 5
+    np.testing.assert_array_equal(sequences.steps, np.concatenate(X))
 
 
 def test_ragged_1d_items_are_univariate():
     sequences = to_sequences([np.arange(3), np.arange(6), pd.Series([1.0, 2.0])])
-    assert sequences.padded.shape == (3, 6, 1)
+    assert sequences.steps.shape == (11, 1)
     assert sequences.lengths.tolist() == [3, 6, 2]
 
 
@@ -123,7 +126,7 @@ def test_large_finite_values_whose_sum_overflows_are_accepted():
     # The quick check sums the values; an overflowing sum alone is no error.
     X = np.full((4, 10, 2), 3e38, dtype=np.float32)
     sequences = to_sequences(X)
-    assert np.isfinite(sequences.padded).all()
+    assert np.isfinite(sequences.steps).all()
 
 
 def test_strings_and_scalars_are_type_errors():
@@ -177,7 +180,7 @@ def test_nan_is_a_missing_value_not_an_error():
     X = np.zeros((4, 5, 2), dtype=np.float32)
     X[1, 2, 0] = np.nan
     sequences = to_sequences(X)
-    assert np.isnan(sequences.padded[1, 2, 0])
+    assert np.isnan(sequences.steps[1 * 5 + 2, 0])
     # NaN beside an infinity: the infinity is still found.
     X[2, 0, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):

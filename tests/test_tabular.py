@@ -122,8 +122,8 @@ def test_codes_are_integers_and_unknown_categories_share_a_code():
     assert clf.categories_[0].tolist() == ["a", "b"]
     sequences = clf._validated_sequences([np.array(["a", "zzz", "c", None])])
     assert sequences.codes.dtype == np.int64
-    assert sequences.codes[0, :, 0].tolist() == [2, 0, 0, 1]
-    assert sequences.padded.shape[-1] == 0  # no numeric feature at all
+    assert sequences.codes[:, 0].tolist() == [2, 0, 0, 1]
+    assert sequences.steps.shape == (4, 0)  # no numeric feature at all
     clf.predict([np.array(["zzz", "yyy"])])
 
 

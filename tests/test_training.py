@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from sklstm import LSTMClassifier
+import sklstm._base
+from sklstm import LSTMClassifier, LSTMRegressor
 from sklstm._data import Batches, TensorData
 from sklstm._device import prediction_rows
 
@@ -13,9 +14,8 @@ from .conftest import make_classification_sequences
 def _ragged_data(n_samples=2000, seed=0):
     rng = np.random.RandomState(seed)
     lengths = np.exp(rng.uniform(np.log(10), np.log(500), n_samples)).astype(int)
-    padded = torch.zeros(n_samples, lengths.max(), 1)
     return TensorData(
-        padded=padded,
+        steps=torch.zeros(int(lengths.sum()), 1),
         lengths=torch.from_numpy(lengths),
         targets=torch.arange(n_samples),
         weights=None,
@@ -51,6 +51,67 @@ def test_batches_are_cut_to_their_longest_sequence():
     data = _ragged_data(n_samples=200)
     for inputs, _ in Batches(data, 16, shuffle=False):
         assert inputs["padded"].shape[1] == int(inputs["lengths"].max())
+
+
+def test_ragged_batches_hold_each_sequence_padded_with_zeros():
+    # Steps are held back to back; a batch must rebuild exactly what padding
+    # every sequence to the batch's longest would give: values, per-step
+    # targets and weights, all zero after each sequence's end.
+    rng = np.random.RandomState(0)
+    lengths = torch.from_numpy(rng.randint(1, 30, 90))
+    n_steps = int(lengths.sum())
+    data = TensorData(
+        steps=torch.randn(n_steps, 3),
+        lengths=lengths,
+        targets=torch.randint(1, 4, (n_steps,)),
+        weights=torch.rand(n_steps) + 0.5,
+        equal_lengths=False,
+        per_step=True,
+        codes=torch.randint(1, 5, (n_steps, 2)),
+    )
+    starts = torch.cumsum(lengths, 0) - lengths
+    for shuffle in (True, False):
+        batches = Batches(
+            data, 16, shuffle=shuffle, generator=torch.Generator().manual_seed(0)
+        )
+        seen = []
+        for indices, (inputs, targets) in batches.with_indices():
+            longest = int(inputs["lengths"].max())
+            assert inputs["padded"].shape == (len(indices), longest, 3)
+            for row, sequence in enumerate(torch.as_tensor(indices).tolist()):
+                start, length = int(starts[sequence]), int(lengths[sequence])
+                steps = slice(start, start + length)
+                for name, batch, values in [
+                    ("padded", inputs["padded"], data.steps),
+                    ("codes", inputs["codes"], data.codes),
+                    ("weights", inputs["weights"], data.weights),
+                    ("targets", targets, data.targets),
+                ]:
+                    assert torch.equal(batch[row, :length], values[steps]), name
+                    assert not batch[row, length:].any(), name
+                seen.append(sequence)
+        assert sorted(seen) == list(range(len(lengths)))
+
+
+def test_prediction_batches_never_pad_short_sequences_to_a_long_one():
+    rng = np.random.RandomState(0)
+    lengths = np.concatenate([rng.randint(3, 40, 500), [5000]])
+    rng.shuffle(lengths)
+    data = TensorData(
+        steps=torch.zeros(int(lengths.sum()), 1),
+        lengths=torch.from_numpy(lengths),
+        equal_lengths=False,
+    )
+    batches = Batches(data, 1024, shuffle=False, by_length=True)
+    seen = []
+    for indices, (inputs, _) in batches.with_indices():
+        batch_lengths = inputs["lengths"]
+        # Padding at most doubles a batch's work.
+        assert int(batch_lengths.max()) <= 2 * int(batch_lengths.min())
+        seen.extend(indices.tolist())
+    assert sorted(seen) == list(range(len(lengths)))
+    # Training batches keep their pools: batch_size sets their number.
+    assert len(list(Batches(data, 1024, shuffle=True))) == 1
 
 
 def test_shuffled_epochs_differ_and_are_reproducible():
@@ -156,3 +217,40 @@ def test_gpu_prediction_batches_grow_with_free_memory(monkeypatch):
     assert rows % 8 == 0
     # Twice the steps per sequence: about half the rows.
     assert abs(prediction_rows(module, cuda, 200, cpu_rows=1024) - rows / 2) <= 8
+
+
+def _held_elements(data):
+    return sum(value.numel() for value in vars(data).values() if torch.is_tensor(value))
+
+
+def test_ragged_data_is_held_in_proportion_to_its_steps(monkeypatch):
+    # One long sequence among short ones must not make every short one as
+    # long: what fit and predict hold grows with the number of steps.
+    held = []
+    for name in ("train", "predict_outputs"):
+        original = getattr(sklstm._base, name)
+
+        def spy(net, data, *args, original=original, **kwargs):
+            held.append(data)
+            return original(net, data, *args, **kwargs)
+
+        monkeypatch.setattr(sklstm._base, name, spy)
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(n, 2)).astype(np.float32) for n in rng.randint(3, 8, 150)]
+    X.append(rng.normal(size=(3000, 2)).astype(np.float32))
+    y = [x[:, 0] for x in X]
+    n_steps = sum(len(x) for x in X)
+    reg = LSTMRegressor(
+        hidden_size=4, conv_filters=None, max_epochs=1, output_mode="sequence"
+    ).fit(X, y)
+    predicted = reg.predict(X)
+    assert len(held) == 2  # fit, then predict
+    for data in held:
+        # Per step: the values, a target and a weight; per sequence: a few.
+        assert _held_elements(data) <= 4 * n_steps + 4 * len(X)
+    # The per-step predictions returned take what the steps take, too.
+    owner = predicted[0]
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    assert owner.size <= n_steps
+    assert [len(p) for p in predicted] == [len(x) for x in X]
