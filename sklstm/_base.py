@@ -67,14 +67,21 @@ _EXPLODED = 1e6
 # Bounds of batch_size="auto" (n_train // 16 in between).
 _AUTO_MIN_BATCH = 16
 _AUTO_MAX_BATCH = 64
-# max_epochs="auto": at least this many optimiser steps, within these epochs.
+# max_epochs="auto": at least this many optimiser steps (more for sequences
+# longer than _AUTO_LONG steps), within these epochs...
 _AUTO_MIN_STEPS = 500
+_AUTO_LONG = 100
 _AUTO_MIN_EPOCHS = 100
 _AUTO_MAX_EPOCHS = 300
+# ...and at most this many sequence steps in all (epochs x the training
+# sequences' steps), which bounds a default fit's time, but never fewer
+# than _AUTO_FLOOR_EPOCHS epochs.
+_AUTO_WORK = 8_000_000
+_AUTO_FLOOR_EPOCHS = 10
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
 # recurrent_stride="auto": at most this many recurrent steps per sequence.
-_AUTO_RECURRENT_STEPS = 100
+_AUTO_RECURRENT_STEPS = 500
 
 
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
@@ -367,6 +374,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             totals = np.add.reduceat(weights, sequences.offsets[:-1])
         check_total_weight(totals, train_rows, valid_rows)
         data = self._tensor_data(sequences, targets, weights, device)
+        train_steps = int(sequences.lengths[train_rows].sum())
         if continuing:
             # A new net with this fit's settings (lr, optimizer, batch
             # size, schedule, callbacks, dropout...) takes over the fitted
@@ -378,6 +386,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 module_kwargs,
                 device,
                 n_train=len(train_rows),
+                train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
             )
@@ -392,6 +401,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 tabular_state,
                 device,
                 n_train=len(train_rows),
+                train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
             )
@@ -401,7 +411,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 if not is_out_of_memory(exc):
                     raise
                 raise self._out_of_memory_error(exc, "build", device) from exc
-        epochs = 1 if incremental else self._resolve_max_epochs(len(train_rows))
+        epochs = (
+            1 if incremental else self._resolve_max_epochs(len(train_rows), train_steps)
+        )
         try:
             interrupted = train(
                 net,
@@ -426,6 +438,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if not continuing:
             # What resolved the "auto" parameters; sklstm.load needs them.
             self._n_train = len(train_rows)
+            self._train_steps = train_steps
             self._use_validation = use_validation
         self._store_target_state(target_state)
         record_features(self, sequences)
@@ -659,15 +672,25 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # epochs; large ones can afford bigger, faster batches.
         return min(_AUTO_MAX_BATCH, max(_AUTO_MIN_BATCH, n_train // 16))
 
-    def _resolve_max_epochs(self, n_train):
-        """``max_epochs``, with "auto" resolved for ``n_train`` sequences."""
+    def _resolve_max_epochs(self, n_train, train_steps=None):
+        """``max_epochs``, with "auto" resolved for ``n_train`` sequences of
+        ``train_steps`` time steps in all (None: not known, no budget)."""
         if self.max_epochs != "auto":
             return self.max_epochs
         # 100 epochs are few steps on a small data set (36 sequences: 300
-        # steps); give it at least _AUTO_MIN_STEPS, within a cap.
+        # steps); give it at least _AUTO_MIN_STEPS, more for long sequences,
+        # whose convolutions have more shapes to learn, within a cap.
         n_batches = math.ceil(n_train / self._resolve_batch_size(n_train))
-        wanted = math.ceil(_AUTO_MIN_STEPS / n_batches)
-        return min(_AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, wanted))
+        mean_length = 1.0 if train_steps is None else train_steps / n_train
+        steps = _AUTO_MIN_STEPS * max(1.0, mean_length / _AUTO_LONG)
+        epochs = min(
+            _AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, math.ceil(steps / n_batches))
+        )
+        if train_steps is not None:
+            # A fit's time grows with the sequence steps it goes through:
+            # large or long data sets get fewer epochs, not hour-long fits.
+            epochs = min(epochs, max(_AUTO_FLOOR_EPOCHS, _AUTO_WORK // train_steps))
+        return epochs
 
     def _resolve_recurrent_stride(self, sequences):
         """``recurrent_stride``, with "auto" resolved for the training data."""
@@ -694,6 +717,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         device,
         *,
         n_train,
+        train_steps,
         use_validation,
         seed,
     ):
@@ -726,14 +750,19 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             module_kwargs,
             device,
             n_train=n_train,
+            train_steps=train_steps,
             use_validation=use_validation,
             seed=seed,
         )
 
-    def _net_for(self, module_kwargs, device, *, n_train, use_validation, seed):
+    def _net_for(
+        self, module_kwargs, device, *, n_train, train_steps, use_validation, seed
+    ):
         """The skorch net for these parameters and the network's arguments.
 
-        ``n_train`` and ``use_validation`` resolve the "auto" parameters;
+        ``n_train`` (sequences), ``train_steps`` (their time steps in all,
+        None when not known) and ``use_validation`` resolve the "auto"
+        parameters;
         ``seed`` seeds every random draw of its training (see SequenceNet).
         """
         return build_net(
@@ -743,7 +772,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             optimizer=self.optimizer,
             lr=self.lr,
             weight_decay=self.weight_decay,
-            max_epochs=self._resolve_max_epochs(n_train),
+            max_epochs=self._resolve_max_epochs(n_train, train_steps),
             batch_size=self._resolve_batch_size(n_train),
             gradient_clip=self.gradient_clip,
             lr_schedule=self.lr_schedule,

@@ -65,10 +65,12 @@ recurrent_stride : int or "auto"
     The recurrent layers read the sequence this many steps at a time: each
     of their steps takes that many consecutive time steps side by side (the
     last one zero-padded), so they step through that many times fewer
-    steps, which makes long sequences faster to train and easier to
-    remember, while the convolutions keep every step. "auto": the smallest
-    stride that leaves the longest training sequence at most 100 recurrent
-    steps (1 up to 100 steps), and 1 for ``output_mode="sequence"``, which
+    steps, while the convolutions keep every step. Long sequences train
+    faster: past a few hundred steps, stepping through them one by one is
+    most of a fit's time on a CPU. "auto": the smallest stride that leaves
+    the longest training sequence at most 500 recurrent steps (so 1 up to
+    500 steps: on shorter series a stride cost accuracy, see
+    ``benchmarks/RESULTS.md``), and 1 for ``output_mode="sequence"``, which
     needs one recurrent step per time step.
 forget_bias : float
     Initial bias of the LSTM forget gate (GRU: update gate). A positive
@@ -118,11 +120,17 @@ time_deltas : bool or "auto"
     sequences. "auto": when the input carries times. Arrays carry none.
 max_epochs : int or "auto"
     Passes over the training data; early stopping may end training
-    sooner. "auto": enough epochs for 500 optimiser steps, that is
-    ``ceil(500 / n_batches)`` for ``n_batches`` mini-batches per epoch,
-    clipped to [100, 300]. With the "auto" batch size this gives 300 epochs
-    for up to 16 training sequences, 250 for 17 to 32, 167 for 33 to 48,
-    125 for 49 to 64 and 100 from 65 up; the training sequences are those
+    sooner. "auto": enough epochs for 500 optimiser steps, more for long
+    sequences (500 x their mean length / 100 when that is over 100 steps),
+    that is ``ceil(steps / n_batches)`` for ``n_batches`` mini-batches per
+    epoch, clipped to [100, 300]; then at most as many epochs as keep the
+    fit within 8,000,000 sequence steps in all (epochs x the training
+    sequences' time steps), but at least 10. For short sequences and the
+    "auto" batch size this gives 300 epochs for up to 16 training
+    sequences, 250 for 17 to 32, 167 for 33 to 48, 125 for 49 to 64 and 100
+    from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 80
+    epochs). The budget bounds a default fit's time: on 2 CPU cores, about
+    a minute for the default network. The training sequences are those
     left after early stopping's hold-out.
 batch_size : int or "auto"
     Most sequences per mini-batch; an epoch's batches are split as evenly

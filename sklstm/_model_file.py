@@ -363,6 +363,8 @@ class Field:
 _COMMON_FIELDS = (
     Field("seed", "_seed", True, _integer(0, _MAX_SEED)),
     Field("n_train", "_n_train", True, _integer(1)),
+    # Time steps of the training sequences in all; files before it lack it.
+    Field("train_steps", "_train_steps", False, _integer(1)),
     Field("use_validation", "_use_validation", True, _boolean),
     Field("n_features_in", "n_features_in_", True, _integer(1)),
     Field("feature_names_in", "feature_names_in_", False, _feature_names),
@@ -1108,6 +1110,7 @@ def _rebuild_net(estimator, fields, module_kwargs, history, tensors, device, whe
             module_kwargs,
             target,
             n_train=fields["n_train"],
+            train_steps=fields.get("train_steps"),
             use_validation=fields["use_validation"],
             seed=fields["seed"],
         )

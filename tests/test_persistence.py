@@ -505,8 +505,13 @@ def test_schema_fields_are_unique_and_format1_maps_onto_them():
         assert len({field.attribute for field in fields}) == len(fields)
     every_field = {field.name for fields in FITTED_STATE.values() for field in fields}
     # Format 2 added the layout and categories of tabular input, which format
-    # 1 could not hold; everything else maps.
-    assert set(FORMAT1_FIELDS.values()) == every_field - {"layout", "categories"}
+    # 1 could not hold, and the training sequences' steps (optional; they
+    # resolve the loaded net's "auto" epochs); everything else maps.
+    assert set(FORMAT1_FIELDS.values()) == every_field - {
+        "layout",
+        "categories",
+        "train_steps",
+    }
 
 
 def _sklstm_imports(module):

@@ -16,16 +16,16 @@ def _stride(estimator):
 
 
 @pytest.mark.parametrize(
-    ("n_timesteps", "expected"), [(7, 1), (100, 1), (101, 2), (251, 3), (427, 5)]
+    ("n_timesteps", "expected"), [(7, 1), (500, 1), (501, 2), (1200, 3)]
 )
-def test_auto_leaves_at_most_100_recurrent_steps(n_timesteps, expected):
+def test_auto_leaves_at_most_500_recurrent_steps(n_timesteps, expected):
     X = np.random.RandomState(0).normal(size=(6, n_timesteps, 1))
     y = np.arange(6) % 2
     assert _stride(LSTMClassifier(**TINY, conv_filters=None).fit(X, y)) == expected
 
 
 def test_auto_is_one_for_per_step_outputs():
-    X = np.random.RandomState(0).normal(size=(6, 250, 2))
+    X = np.random.RandomState(0).normal(size=(6, 600, 2))
     y = X[..., 0] > 0
     assert _stride(LSTMClassifier(**TINY, output_mode="sequence").fit(X, y)) == 1
 
@@ -60,7 +60,7 @@ def test_the_recurrent_layers_see_fewer_wider_steps():
 
 
 def test_warm_start_keeps_the_fitted_stride_and_rebuilds_on_a_new_one():
-    X = np.random.RandomState(0).normal(size=(8, 150, 1))
+    X = np.random.RandomState(0).normal(size=(8, 600, 1))
     y = np.arange(8) % 2
     clf = LSTMClassifier(**TINY, warm_start=True).fit(X, y)
     assert _stride(clf) == 2
@@ -73,7 +73,7 @@ def test_warm_start_keeps_the_fitted_stride_and_rebuilds_on_a_new_one():
 
 
 def test_save_and_load_keep_the_stride(tmp_path):
-    X = np.random.RandomState(0).normal(size=(8, 150, 1))
+    X = np.random.RandomState(0).normal(size=(8, 600, 1))
     clf = LSTMClassifier(**TINY).fit(X, np.arange(8) % 2)
     clf.save(tmp_path / "model.sklstm")
     loaded = sklstm.load(tmp_path / "model.sklstm")
