@@ -13,6 +13,15 @@ from ._typing import ArrayLike
 # series lengths forecasting is used on, below the 0.5-0.9 of clear seasons.
 _SEASONALITY_THRESHOLD = 0.3
 
+# Columns whose largest magnitude lies in this range are used as given.
+# Above it the arithmetic of forecasting runs out of range (a variance squares
+# values, overflowing float64 from ~1e154; differences of values beyond ~1e38
+# overflow the network's float32); below it the regressor's absolute floors
+# on a spread (1e-12 for targets, 1e-8 for inputs) take the series for a
+# constant. Leaving the range between alone keeps ordinary series' results
+# bit for bit.
+_ORDINARY_MAGNITUDE = (2.0**-32, 2.0**64)
+
 
 def check_series(values, name, *, fix):
     """Validate a series-like input; return a 2-D float64 array and its ndim."""
@@ -45,6 +54,24 @@ def check_series(values, name, *, fix):
         raise ValueError(f"{name} contains infinity; pass finite values.")
     ndim = array.ndim
     return array.reshape(len(array), -1), ndim
+
+
+def magnitude_exponents(values):
+    """Per column, the power of two that brings an extreme column near 1.
+
+    ``np.ldexp(values, -exponents)`` rescales: a column whose largest
+    magnitude is ordinary (or zero) gets exponent 0 and stays as it is; any
+    other gets the exponent that brings its largest magnitude into [0.5, 1).
+    A power of two rescales exactly (only values below ~1e-308 of the
+    column's largest vanish beside it) and the network sees its inputs and
+    targets standardised, so rescaling changes nothing but the range the
+    arithmetic runs in.
+    """
+    largest = np.abs(values).max(axis=0)
+    _, exponents = np.frexp(largest)
+    low, high = _ORDINARY_MAGNITUDE
+    extreme = (largest > 0) & ((largest < low) | (largest > high))
+    return np.where(extreme, exponents, 0)
 
 
 def check_positive_int(value, name):
@@ -168,6 +195,9 @@ def detect_seasonal_period(y: ArrayLike, max_period: int | None = None) -> int |
     True
     """
     series, _ = check_series(y, "y", fix="Pass the series as y.")
+    # The squares below would overflow for a series near the float limit;
+    # the autocorrelation does not depend on the scale.
+    series = np.ldexp(series, -magnitude_exponents(series))
     if max_period is None:
         max_period = len(series) // 4
     changes = np.diff(series, axis=0)

@@ -29,10 +29,12 @@ from ._docs import fill_doc
 from ._regressor import LSTMRegressor
 from ._typing import ArrayLike, Self
 from ._windowing import (
+    _ORDINARY_MAGNITUDE,
     check_positive_int,
     check_series,
     cut_windows,
     detect_seasonal_period,
+    magnitude_exponents,
     make_windows,
 )
 
@@ -53,6 +55,11 @@ _NOT_FORWARDED = {
 
 # The fewest training windows the automatic window length aims to leave.
 _MIN_AUTO_WINDOWS = 8
+
+# Forecasts saturate at the largest float64: past it, a forecast (of a series
+# at the limit, extrapolated outward) has no finite value to return.
+_LARGEST_FLOAT = np.finfo(np.float64).max
+_LOG_LARGEST_FLOAT = np.log(_LARGEST_FLOAT)
 
 
 def _regressor_parameter_names():
@@ -93,6 +100,12 @@ class LSTMForecaster(BaseEstimator):
        correction to a simple forecast. "auto" uses "seasonal" when a
        seasonal period is in use, "last" otherwise.
     6. The regressor standardises the windows and targets it receives.
+
+    Series near the float limits (say at 1e300 or 1e-300): after step 1, a
+    series whose largest magnitude lies outside [2**-32, 2**64] is divided by
+    the power of two that brings it near 1 (exactly, with no other effect on
+    the forecast) and the forecasts are multiplied back; each column of ``X``
+    likewise. Forecasts past the float64 range saturate at +-1.8e308.
 
     Exogenous ``X`` is appended to the windows without the level step; row
     ``t`` of ``X`` is assumed known before ``y[t]``, so forecasting needs its
@@ -331,8 +344,12 @@ class LSTMForecaster(BaseEstimator):
             self._resolve_preprocessing(series)
             self.n_series_ = series.shape[1]
             self.n_exogenous_ = 0 if exogenous is None else exogenous.shape[1]
+            self._exogenous_exponents = (
+                None if exogenous is None else magnitude_exponents(exogenous)
+            )
         self._single_series = ndim == 1
         transformed = self._transform(series)
+        exogenous = self._scale_exogenous(exogenous)
         n_windows = len(series) - self.window_length_ - self.horizon_ + 1
         if n_windows < 1:
             raise ValueError(
@@ -383,7 +400,7 @@ class LSTMForecaster(BaseEstimator):
         """
         check_is_fitted(self)
         steps = check_positive_int(steps, "steps")
-        future_exogenous = self._check_future_exogenous(X, steps)
+        future_exogenous = self._scale_exogenous(self._check_future_exogenous(X, steps))
         history = list(self._history)
         exogenous_history = (
             None if self._exogenous_history is None else list(self._exogenous_history)
@@ -433,7 +450,11 @@ class LSTMForecaster(BaseEstimator):
 
         truth, _ = check_series(y, "y", fix="Pass the values after the series.")
         predicted = self.predict(len(truth), X=X).reshape(len(truth), -1)
-        return r2_score(truth, predicted)
+        # R^2 is the same for each column rescaled by a power of two; that
+        # keeps its squares from overflowing (or vanishing) near the float
+        # limits.
+        exponents = magnitude_exponents(np.vstack([truth, predicted]))
+        return r2_score(np.ldexp(truth, -exponents), np.ldexp(predicted, -exponents))
 
     # ------------------------------------------------------------------
     def _regressor_parameters(self):
@@ -502,6 +523,17 @@ class LSTMForecaster(BaseEstimator):
                 "warm_start keeps the fitted log transform, but y now holds "
                 "values <= 0. Set warm_start=False to start afresh."
             )
+        # The network learned the first series at the scale it was brought
+        # to; a series far beyond that scale would overflow the float32
+        # inputs or blow up the training.
+        largest = np.abs(self._transform(series)).max()
+        if largest > _ORDINARY_MAGNITUDE[1]:
+            raise ValueError(
+                "warm_start keeps the scaling fitted to the first y, under "
+                f"which this y reaches {largest:.3g}, past the 2**64 the "
+                "network's arithmetic allows. Set warm_start=False to start "
+                "afresh."
+            )
 
     def _resolve_preprocessing(self, series):
         """Settle the data-dependent settings (the fitted ``*_`` attributes)."""
@@ -515,7 +547,10 @@ class LSTMForecaster(BaseEstimator):
             )
         else:
             self.log_transform_ = bool(self.log_transform)
-        transformed = np.log(series) if self.log_transform_ else series
+        self._magnitude_exponents = magnitude_exponents(
+            np.log(series) if self.log_transform_ else series
+        )
+        transformed = self._transform(series)
         n_timesteps = len(series)
 
         if self.seasonal_period == "auto":
@@ -567,10 +602,22 @@ class LSTMForecaster(BaseEstimator):
         self.target_reference_ = reference
 
     def _transform(self, series):
-        return np.log(series) if self.log_transform_ else series
+        logged = np.log(series) if self.log_transform_ else series
+        return np.ldexp(logged, -self._magnitude_exponents)
 
     def _inverse_transform(self, values):
-        return np.exp(values) if self.log_transform_ else values
+        exponents = self._magnitude_exponents
+        # Clipped first so that scaling back cannot overflow.
+        limit = np.ldexp(_LARGEST_FLOAT, -np.maximum(exponents, 0))
+        values = np.ldexp(np.clip(values, -limit, limit), exponents)
+        if self.log_transform_:
+            return np.exp(np.minimum(values, _LOG_LARGEST_FLOAT))
+        return values
+
+    def _scale_exogenous(self, exogenous):
+        if exogenous is None:
+            return None
+        return np.ldexp(exogenous, -self._exogenous_exponents)
 
     def _network_inputs(self, windows):
         """Level-free windows for the network, and each target's reference.

@@ -1,6 +1,7 @@
 """Tests for sklstm.forecasting: windows, seasonality, LSTMForecaster."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -391,3 +392,133 @@ def test_forecaster_is_exported_at_top_level():
 
     assert sklstm.LSTMForecaster is LSTMForecaster
     assert "LSTMForecaster" in sklstm.__all__
+
+
+# ----------------------------------------------------------------------
+# series near the float limits
+
+TINY = dict(max_epochs=2, hidden_size=4, random_state=0)
+LARGEST = np.finfo(np.float64).max
+
+
+def around_one(n_timesteps=72, seed=0):
+    """A seasonal series between about 0.6 and 1.4 (strictly positive)."""
+    rng = np.random.RandomState(seed)
+    t = np.arange(n_timesteps)
+    return 1 + 0.3 * np.sin(2 * np.pi * t / 12) + 0.05 * rng.normal(size=n_timesteps)
+
+
+def around_zero(n_timesteps=72, seed=0):
+    """A seasonal series of both signs, largest magnitude about 0.4."""
+    return around_one(n_timesteps, seed) - 1
+
+
+def alternating_extremes(n_timesteps=72):
+    t = np.arange(n_timesteps)
+    return np.where((t // 6) % 2 == 0, 1e-300, 1e300)
+
+
+# Each case broke before the series was rescaled: an OverflowError in the
+# season detection, float32 infinities in the regressor, inf from exp, or
+# forecasts of order 1 for a series of order 1e-300.
+EXTREME_SERIES = {
+    "huge positive (log)": (1e300 * around_one(), None, {}),
+    "huge positive (no log)": (1e300 * around_one(), None, dict(log_transform=False)),
+    "huge negative": (-1e300 * around_one(), None, {}),
+    "mixed signs at the limit": (1e308 * around_zero(), None, {}),
+    "past float32": (1e39 * around_zero(), None, {}),
+    "past float32 (positive, no log)": (
+        3e38 * around_one(),
+        None,
+        dict(log_transform=False),
+    ),
+    "tiny": (1e-300 * around_zero(), None, {}),
+    "tiny positive": (1e-300 * around_one(), None, {}),
+    "1e-300 beside 1e300": (alternating_extremes(), None, {}),
+    "constant 1e308": (np.full(72, 1e308), None, {}),
+    "constant -1e308": (np.full(72, -1e308), None, {}),
+    "constant at the largest float": (np.full(72, LARGEST), None, {}),
+    "growing past the largest float": (np.geomspace(1e300, 1.7e308, 72), None, {}),
+    "huge and ordinary series together": (
+        np.column_stack([1e300 * around_zero(), around_zero(seed=1)]),
+        None,
+        {},
+    ),
+    "huge exogenous X": (
+        around_zero(),
+        1e300 * np.random.RandomState(0).normal(size=(79, 2)),
+        {},
+    ),
+    "constant huge exogenous X": (around_zero(), np.full((79, 1), 1e308), {}),
+}
+
+
+@pytest.mark.parametrize("strategy", ["direct", "recursive"])
+@pytest.mark.parametrize("case", list(EXTREME_SERIES))
+def test_series_near_the_float_limits_forecast_finite_values(case, strategy):
+    y, X, params = EXTREME_SERIES[case]
+    fit_X, future_X = (None, None) if X is None else (X[: len(y)], X[len(y) :])
+    forecaster = LSTMForecaster(strategy=strategy, **TINY, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow RuntimeWarning either
+        forecast = forecaster.fit(y, fit_X).predict(7, X=future_X)
+    assert np.isfinite(forecast).all()
+    # Of the series' order of magnitude: within its range widened by twice its
+    # largest magnitude (compared relative to that magnitude, which cannot
+    # overflow).
+    largest = np.abs(y).max()
+    relative = forecast / largest
+    assert relative.min() >= y.min() / largest - 2
+    assert relative.max() <= y.max() / largest + 2
+
+
+@pytest.mark.parametrize("exponent", [1000, -1000])
+@pytest.mark.parametrize("strategy", ["direct", "recursive"])
+def test_extreme_series_forecasts_as_its_rescaled_twin(exponent, strategy):
+    # The rescaling is by a power of two, which is exact: a series at 2**1000
+    # forecasts bit for bit what its twin near 1 does, scaled back.
+    twin = around_zero(84)
+    extreme = np.ldexp(twin, exponent)
+    first = LSTMForecaster(strategy=strategy, **TINY).fit(extreme[:72])
+    second = LSTMForecaster(strategy=strategy, **TINY).fit(twin[:72])
+    np.testing.assert_array_equal(
+        first.predict(9), np.ldexp(second.predict(9), exponent)
+    )
+    assert first.score(extreme[72:]) == second.score(twin[72:])
+
+
+def test_ordinary_series_are_not_rescaled():
+    # Scale factor 1 (exponent 0): ordinary series are modelled exactly as
+    # before extreme ones were rescaled, their forecasts unchanged bit for bit.
+    for y in (
+        around_zero(),
+        seasonal_series(),
+        1e12 * around_zero(),
+        1e-6 * around_zero(),
+    ):
+        forecaster = LSTMForecaster(**TINY).fit(y)
+        assert forecaster._magnitude_exponents.tolist() == [0]
+
+
+def test_detect_seasonal_period_near_the_float_limits():
+    y = around_zero(96)
+    for scale in (1e-300, 1e300, 1e308):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert detect_seasonal_period(scale * y) == 12
+    assert detect_seasonal_period(np.full(50, LARGEST)) is None
+
+
+def test_warm_start_refuses_a_series_far_beyond_the_first():
+    forecaster = LSTMForecaster(warm_start=True, **TINY).fit(around_zero())
+    with pytest.raises(ValueError, match="warm_start keeps the scaling fitted"):
+        forecaster.fit(1e300 * around_zero())
+
+
+def test_future_exogenous_far_beyond_fit_is_refused_naming_X():
+    # X is rescaled with the factor fitted on its first values; future values
+    # 1e300 times larger do not fit the network's float32.
+    rng = np.random.RandomState(0)
+    forecaster = LSTMForecaster(**TINY).fit(around_zero(), rng.normal(size=(72, 1)))
+    with pytest.raises(ValueError, match="X contains infinity or a value too large"):
+        forecaster.predict(3, X=np.full((3, 1), 1e300))
