@@ -263,15 +263,32 @@ def _busy_cores():
                 time.sleep(0.002)
             with open("/proc/loadavg") as file:
                 # Fourth field: runnable scheduling entities / all of them.
-                counts.append(int(file.read().split()[3].split("/")[0]))
+                running = int(file.read().split()[3].split("/")[0])
+            counts.append(running - _own_running_threads())
     except (OSError, ValueError, IndexError):
         return 0
-    # The reading thread itself is one of them. The smallest of a few
-    # readings skips threads that were awake only for a moment (idle torch
-    # workers spin briefly before they sleep).
-    busy = max(0, min(counts) - 1)
+    # This process's own threads are not other work: the reading thread,
+    # and torch's workers, which spin for a few milliseconds after each
+    # operation before they sleep. The smallest of a few readings skips
+    # other threads that were awake only for a moment.
+    busy = max(0, min(counts))
     _load_reading = (now, busy)
     return busy
+
+
+def _own_running_threads():
+    """Threads of this process running now, from /proc/self/task (Linux)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat") as file:
+                stat = file.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # The state follows the command name, which is in parentheses and
+        # may itself hold spaces or parentheses.
+        count += stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R"
+    return count
 
 
 def _auto_threads(ceiling, users):

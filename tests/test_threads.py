@@ -79,6 +79,8 @@ def test_the_load_reading_is_a_count_of_other_work():
     busy = _device._busy_cores()
     assert isinstance(busy, int)
     assert busy >= 0
+    # The reading thread itself runs, and is not counted as other work.
+    assert _device._own_running_threads() >= 1
 
 
 def test_the_callers_setting_comes_back_after_a_failed_fit(caller_threads):
