@@ -113,3 +113,31 @@ def test_invalid_counts_are_refused_in_fit_and_predict(bad, caller_threads):
     with pytest.raises(ValueError, match="n_threads"):
         fitted.set_params(n_threads=bad).predict(X)
     assert torch.get_num_threads() == caller_threads
+
+
+class RecordFlushing(Callback):
+    def initialize(self):
+        self.seen = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.seen.append(_device._flushing_denormals())
+
+
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_denormals_are_flushed_in_fit_and_the_callers_mode_comes_back(
+    caller_flushes,
+):
+    # Denormal floats are many times slower on x86 CPUs; fit flushes them
+    # to zero and gives the caller back the mode it had.
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals (torch supports x86 only)")
+    torch.set_flush_denormal(caller_flushes)
+    try:
+        X, y = make_classification_sequences(n_samples=24, n_timesteps=6)
+        record = RecordFlushing()
+        LSTMClassifier(hidden_size=4, max_epochs=2, callbacks=[record]).fit(X, y)
+        assert record.seen == [True, True]
+        assert _device._flushing_denormals() == caller_flushes
+    finally:
+        torch.set_flush_denormal(False)
