@@ -76,7 +76,7 @@ _AUTO_MAX_EPOCHS = 300
 # ...and at most this many sequence steps in all (epochs x the training
 # sequences' steps), which bounds a default fit's time, but never fewer
 # than _AUTO_FLOOR_EPOCHS epochs.
-_AUTO_WORK = 6_000_000
+_AUTO_WORK = 8_000_000
 _AUTO_FLOOR_EPOCHS = 10
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50

@@ -124,11 +124,11 @@ max_epochs : int or "auto"
     sequences (500 x their mean length / 100 when that is over 100 steps),
     that is ``ceil(steps / n_batches)`` for ``n_batches`` mini-batches per
     epoch, clipped to [100, 300]; then at most as many epochs as keep the
-    fit within 6,000,000 sequence steps in all (epochs x the training
+    fit within 8,000,000 sequence steps in all (epochs x the training
     sequences' time steps), but at least 10. For short sequences and the
     "auto" batch size this gives 300 epochs for up to 16 training
     sequences, 250 for 17 to 32, 167 for 33 to 48, 125 for 49 to 64 and 100
-    from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 60
+    from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 80
     epochs). The budget bounds a default fit's time: on 2 CPU cores, about
     a minute for the default network. The training sequences are those
     left after early stopping's hold-out.

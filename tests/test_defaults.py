@@ -64,7 +64,7 @@ def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
     assert LSTMClassifier()._resolve_max_epochs(n_train) == expected
     assert LSTMClassifier(max_epochs=7)._resolve_max_epochs(n_train) == 7
     # Short sequences, within the budget: the same.
-    if n_train * 20 * expected <= 6_000_000:
+    if n_train * 20 * expected <= 8_000_000:
         assert LSTMClassifier()._resolve_max_epochs(n_train, 20 * n_train) == expected
 
 
@@ -73,8 +73,8 @@ def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
     [
         (50, 150, 188),  # 750 optimiser steps of 4 batches
         (36, 251, 300),  # 1255 steps of 3 batches, capped
-        (200, 427, 70),  # 6,000,000 sequence steps / 85,400 per epoch
-        (5000, 20, 60),  # 100,000 sequence steps per epoch
+        (200, 427, 93),  # 8,000,000 sequence steps / 85,400 per epoch
+        (5000, 20, 80),  # 100,000 sequence steps per epoch
         (5000, 2000, 10),  # the floor
     ],
 )
