@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks in one call: the CUDA tests, the GPU overhead benchmark and
-# the streaming benchmark (resident vs streamed data).
+# The GPU checks in one call: the CUDA tests, the GPU overhead benchmark,
+# the streaming benchmark (resident vs streamed data) and default fit time
+# by sequence length.
 #
 # On the team's lent GPU machines torch is installed but skorch is not, so
 # skorch travels as a wheel, and scikit-learn too, so that the GPU run uses
@@ -58,6 +59,10 @@ echo "## Streaming (data too big for the GPU, forced)"
 timeout 150 python3 benchmarks/streaming.py
 stream_status=$?
 
+echo "## Fit time and prediction by sequence length"
+timeout 200 python3 benchmarks/scaling.py --device cuda --lengths 100 500 2000
+scaling_status=$?
+
 echo "tests exit ${tests_status}, benchmark exit ${bench_status}," \
-    "streaming exit ${stream_status}"
-exit $(( tests_status || bench_status || stream_status ))
+    "streaming exit ${stream_status}, scaling exit ${scaling_status}"
+exit $(( tests_status || bench_status || stream_status || scaling_status ))
