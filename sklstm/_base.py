@@ -679,7 +679,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             return self.max_epochs
         # 100 epochs are few steps on a small data set (36 sequences: 300
         # steps); give it at least _AUTO_MIN_STEPS, more for long sequences,
-        # whose convolutions have more shapes to learn, within a cap.
+        # which kept gaining accuracy well past that on the benchmark's long
+        # data sets (benchmarks/RESULTS.md), within a cap.
         n_batches = math.ceil(n_train / self._resolve_batch_size(n_train))
         mean_length = 1.0 if train_steps is None else train_steps / n_train
         steps = _AUTO_MIN_STEPS * max(1.0, mean_length / _AUTO_LONG)

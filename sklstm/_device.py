@@ -329,8 +329,9 @@ def cpu_threads(n_threads):
         if _threads_users == 0:
             _threads_saved = torch.get_num_threads()
             _flushing_saved = _flushing_denormals()
-            torch.set_flush_denormal(True)
         _threads_users += 1
+        # Set by every call: the CPU holds this mode per thread.
+        torch.set_flush_denormal(True)
         if n_threads == "auto":
             chosen = _auto_threads(_threads_saved, _threads_users)
         else:

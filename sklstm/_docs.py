@@ -192,7 +192,9 @@ n_threads : int or "auto"
     ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` cap it), shared
     among the sklstm fits and predictions running at the same time in this
     process. More threads than free cores slow torch down many times over,
-    so on a busy machine "auto" takes one.
+    so on a busy machine "auto" takes one. Some torch kernels sum in a
+    different order with another thread count, so for fits that must
+    match bit for bit across runs and machines, set an int.
 random_state : int, RandomState instance or None
     Seeds weight initialisation, shuffling, dropout and the validation
     split; an int makes fits reproducible, also when several run at once
