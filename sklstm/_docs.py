@@ -107,7 +107,7 @@ static_features : array-like of int, bool or str, or None
     sequence is an error naming the sequence and the column.
 embedding_size : int or "auto"
     Width of each categorical feature's embedding. "auto":
-    ``round(1.6 * n_codes ** 0.56)`` between 2 and 16, for ``n_codes``
+    ``round(1.6 * n_codes ** 0.56)`` between 2 and 8, for ``n_codes``
     categories plus the unknown and missing codes.
 min_frequency : int
     Categories seen fewer times than this in ``fit`` share the unknown
