@@ -27,6 +27,12 @@ def _softmax(logits):
     return torch.softmax(logits, dim=-1, dtype=torch.float64)
 
 
+def _log_softmax(logits):
+    """Log class probabilities from logits, in float64: finite where a
+    probability itself would underflow to 0."""
+    return torch.log_softmax(logits, dim=-1, dtype=torch.float64)
+
+
 @fill_doc
 class LSTMClassifier(ClassifierMixin, BaseLSTM):
     """Recurrent-network classifier for sequences.
@@ -372,6 +378,27 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         if self._fitted_output_mode == "sequence":
             return self._per_step_structure(proba, sequences)
         return proba
+
+    def predict_log_proba(self, X: SequencesLike) -> Predictions:
+        """Logarithm of the class probabilities.
+
+        Computed from the network's outputs directly (a log-softmax), so it
+        stays finite where :meth:`predict_proba` rounds a probability to 0.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), or per step
+            as for :meth:`predict_proba`.
+        """
+        sequences, log_proba = self._outputs(X, transform=_log_softmax)
+        if self._fitted_output_mode == "sequence":
+            return self._per_step_structure(log_proba, sequences)
+        return log_proba
 
     def predict(self, X: SequencesLike) -> Predictions:
         """Predicted labels, taken from ``classes_``.

@@ -360,3 +360,35 @@ def test_partial_fit_works_with_early_stopping_set():
     assert clf.n_iter_ == 2
     clf.set_params(warm_start=True).fit(X, y)
     assert clf.validation_scores_ is not None
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("output_mode", ["last", "sequence"])
+def test_predict_log_proba_is_the_log_of_predict_proba(output_mode, ragged):
+    if ragged:
+        X, labels = make_ragged_sequences(n_samples=30, max_length=12)
+    else:
+        X, labels = make_classification_sequences(n_samples=30)
+    y = labels
+    if output_mode == "sequence":
+        y = [np.full(len(x), label) for x, label in zip(X, labels, strict=True)]
+    clf = LSTMClassifier(**FAST, output_mode=output_mode).fit(X, y)
+    proba, log_proba = clf.predict_proba(X), clf.predict_log_proba(X)
+    if isinstance(proba, list):
+        assert len(log_proba) == len(proba)
+        proba, log_proba = np.concatenate(proba), np.concatenate(log_proba)
+    assert log_proba.shape == proba.shape
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-10, atol=1e-12)
+
+
+def test_predict_log_proba_stays_finite_where_a_probability_underflows():
+    X, y = make_classification_sequences(n_samples=30)
+    clf = LSTMClassifier(**FAST).fit(X, y)
+    with torch.no_grad():
+        # Logits 1000 apart: the smaller class's probability is 0 in float64.
+        clf.net_.module_.head.weight.zero_()
+        clf.net_.module_.head.bias.copy_(torch.tensor([1000.0, 0.0]))
+    assert (clf.predict_proba(X)[:, 1] == 0).all()
+    log_proba = clf.predict_log_proba(X)
+    assert np.isfinite(log_proba).all()
+    np.testing.assert_allclose(log_proba[:, 1], -1000.0)
