@@ -927,9 +927,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             return np.repeat(weights, sequences.lengths)
         return weights
 
-    def _per_step_structure(self, values, sequences):
-        """Per-step predictions, one row per step, in the structure of the
-        input: a list of arrays for a list, else ``(n, n_timesteps, ...)``."""
+    def _shaped(self, values, sequences):
+        """Predictions as the public methods return them: one row per
+        sequence, or per step (one row per step) in the structure of the
+        input, a list of arrays for a list, else ``(n, n_timesteps, ...)``."""
+        if self._fitted_output_mode != "sequence":
+            return values
         if sequences.ragged:
             return np.split(values, sequences.offsets[1:-1])
         return values.reshape((sequences.n_samples, -1) + values.shape[1:])

@@ -375,9 +375,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             ``output_mode="sequence"``.
         """
         sequences, proba = self._outputs(X, transform=_softmax)
-        if self._fitted_output_mode == "sequence":
-            return self._per_step_structure(proba, sequences)
-        return proba
+        return self._shaped(proba, sequences)
 
     def predict_log_proba(self, X: SequencesLike) -> Predictions:
         """Logarithm of the class probabilities.
@@ -396,9 +394,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             as for :meth:`predict_proba`.
         """
         sequences, log_proba = self._outputs(X, transform=_log_softmax)
-        if self._fitted_output_mode == "sequence":
-            return self._per_step_structure(log_proba, sequences)
-        return log_proba
+        return self._shaped(log_proba, sequences)
 
     def predict(self, X: SequencesLike) -> Predictions:
         """Predicted labels, taken from ``classes_``.
@@ -417,9 +413,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         """
         sequences, outputs = self._outputs(X)
         labels = self.classes_[outputs.argmax(axis=-1)]
-        if self._fitted_output_mode == "sequence":
-            return self._per_step_structure(labels, sequences)
-        return labels
+        return self._shaped(labels, sequences)
 
     def score(
         self,

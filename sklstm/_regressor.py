@@ -348,9 +348,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         values = outputs * self._target_scale + self._target_mean
         if self._single_output:
             values = values[..., 0]
-        if self._fitted_output_mode == "sequence":
-            return self._per_step_structure(values, sequences)
-        return values
+        return self._shaped(values, sequences)
 
     def score(
         self,
