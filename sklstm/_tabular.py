@@ -236,6 +236,14 @@ def _check_scalars(values, column):
 
 
 def _read(X):
+    if _is_dask_key(X):
+        raise TypeError(
+            f"X is {X!r}, the name of a Dask block instead of its values. "
+            "dask_ml's Incremental passes blocks of arrays with more than 2 "
+            "dimensions this way (dask-ml issue 972): give Incremental a 2-D "
+            "(n_samples, n_timesteps) Dask array, or pass the 3-D Dask array "
+            "to the estimator's own fit and partial_fit."
+        )
     if isinstance(X, SequenceFrame):
         frame = X.frame
         columns = X.columns
@@ -250,6 +258,16 @@ def _read(X):
     if isinstance(X, (list, tuple)) and len(X) and hasattr(X[0], "columns"):
         return _read_frames(X)
     return _read_arrays(X)
+
+
+def _is_dask_key(X):
+    """Whether ``X`` looks like a Dask task key: ``(name, block, ...)``."""
+    return (
+        isinstance(X, tuple)
+        and len(X) > 1
+        and isinstance(X[0], str)
+        and all(isinstance(index, numbers.Integral) for index in X[1:])
+    )
 
 
 def _column_values(series):
