@@ -148,7 +148,7 @@ def forecast_exogenous(X, lengths, steps, as_list, *, n_exogenous, exponents, co
         needed = f"shape ({steps}, {n_exogenous}), one row per "
         fix = f"pass X of shape ({steps}, {n_exogenous}), one row per forecast step."
     if X is None:
-        each = f"a list of {len(lengths)} arrays, each of " if as_list else "X of "
+        each = f"X as a list of {len(lengths)} arrays, each of " if as_list else "X of "
         raise ValueError(
             f"The forecaster was fitted with {n_exogenous} exogenous columns, so "
             f"predict needs their values: pass {each}{needed}forecast step."
