@@ -17,8 +17,8 @@ import numpy as np
 
 from ._forecast_series import fit_scaling, forecast, series_state, training_data
 
-# A two-sided 90% interval needs at least 19 errors per step for finite
-# conformal quantiles ((n + 1) * 0.95 <= n); the origins are spread over the
+# A 95% interval needs at least 19 errors per step for a conformal quantile
+# within them (ceil((n + 1) * 0.95) <= n); the origins are spread over the
 # series to reach this many when the series allow.
 _TARGET_ORIGINS = 20
 
@@ -98,30 +98,31 @@ def check_quantiles(quantiles):
 def error_quantiles(errors, levels, steps):
     """Conformal quantiles of the errors: (steps, n_columns, n_levels).
 
-    ``errors`` is (n_origins, calibration_steps, n_columns). Level ``q`` at
-    or above 0.5 takes the ``ceil((n + 1) q)``-th smallest of the ``n``
-    errors of a step, a level below 0.5 the ``floor((n + 1) q)``-th, so
-    that a two-sided interval covers at least its nominal share of new
-    errors exchangeable with these; with too few errors for that, the
-    largest (or smallest) is taken. Steps past the calibrated ones grow the
-    last step's quantiles with the square root of the step, as the spread
-    of a random walk does.
+    ``errors`` is (n_origins, calibration_steps, n_columns). Level ``q`` is
+    ``sign(q - 0.5)`` times the ``ceil((n + 1) |2q - 1|)``-th smallest of
+    the ``n`` absolute errors of a step (0 at ``q = 0.5``), so that the
+    interval between levels ``q`` and ``1 - q`` covers at least its nominal
+    share of new errors exchangeable with these; with too few errors for
+    that, the largest is taken. Absolute errors make the quantiles
+    symmetric about the point forecast (in the transformed scale): the held
+    out steps of a few series share one stretch of time, and the sign of
+    their errors says more about that stretch than about the future. Steps
+    past the calibrated ones grow the last step's quantiles with the square
+    root of the step, as the spread of a random walk does.
     """
     n_origins, n_steps, _ = errors.shape
-    ordered = np.sort(errors, axis=0)
-    positions = (n_origins + 1) * levels
+    ordered = np.sort(np.abs(errors), axis=0)
     # The tolerance keeps (19 + 1) * 0.95 = 19.000000000000004 at rank 19.
-    ranks = np.where(
-        levels >= 0.5, np.ceil(positions - 1e-9), np.floor(positions + 1e-9)
-    )
+    ranks = np.ceil((n_origins + 1) * np.abs(2 * levels - 1) - 1e-9)
     ranks = np.clip(ranks, 1, n_origins).astype(int) - 1
-    table = np.moveaxis(ordered[ranks], 0, -1)  # (n_steps, n_columns, n_levels)
+    with np.errstate(invalid="ignore"):
+        # (n_steps, n_columns, n_levels); inf * 0 at q = 0.5 is set to 0.
+        table = np.moveaxis(ordered[ranks], 0, -1) * np.sign(levels - 0.5)
+    table[..., levels == 0.5] = 0.0
     if steps <= n_steps:
         return table[:steps]
     growth = np.sqrt(np.arange(n_steps + 1, steps + 1) / n_steps)
-    with np.errstate(over="ignore", invalid="ignore"):
-        extended = table[-1][None] * growth[:, None, None]
-    return np.concatenate([table, extended])
+    return np.concatenate([table, table[-1][None] * growth[:, None, None]])
 
 
 def held_out_errors(new_regressor, layout, series, exogenous, *, steps, log_transform):
@@ -171,19 +172,14 @@ def held_out_errors(new_regressor, layout, series, exogenous, *, steps, log_tran
         return (np.stack(outcomes) - predicted) / scales[:, None, :]
 
 
-def forecast_bounds(point, scaling, offsets, contain_point):
+def forecast_bounds(point, scaling, offsets):
     """Quantile forecasts of one series, mapped back: (steps, n_columns, n_levels).
 
     ``point`` is its transformed point forecast (steps, n_columns),
-    ``offsets`` the error quantiles from :func:`error_quantiles`. With
-    ``contain_point``, the first level is lowered and the last raised to the
-    point forecast where they do not reach it.
+    ``offsets`` the error quantiles from :func:`error_quantiles`.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         bounds = point[:, :, None] + offsets * scaling.scale[:, None]
-    if contain_point:
-        bounds[..., 0] = np.minimum(bounds[..., 0], point)
-        bounds[..., -1] = np.maximum(bounds[..., -1], point)
     # The inverse transform maps columns on the last axis; it is increasing,
     # so the order of the levels holds after it.
     return np.moveaxis(scaling.inverse(np.moveaxis(bounds, -1, 1)), 1, -1)

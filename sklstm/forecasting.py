@@ -150,14 +150,17 @@ class LSTMForecaster(BaseEstimator):
     steps from several origins in the held-out part, as ``predict`` forecasts
     a new context (about 20 origins in all, spread over the series, at least
     one from each series long enough). The errors, per step ahead in the
-    scale of step 4 (so relative on the log scale), are kept as
-    ``calibration_errors_``; an interval adds their conformal quantiles to a
-    point forecast (scaled by the forecast series' own step scale) and maps
-    the result back. Steps beyond ``calibration_steps_`` widen the last
-    step's quantiles with the square root of the step. The intervals cover
-    their nominal share of the future when the future errs like the
-    held-out steps did; with few errors (fewer than about ``2 / (1 -
-    coverage)``) they are their range, narrower than nominal.
+    unit of step 4 (so relative errors on the log scale), are kept as
+    ``calibration_errors_``. A forecast interval is the point forecast plus
+    and minus a conformal quantile of their absolute values at that step,
+    times the forecast series' own step scale, mapped back (on the log
+    scale, so asymmetric around the point forecast after ``exp``). Steps
+    beyond ``calibration_steps_`` widen the last step's quantile with the
+    square root of the step. An interval covers its nominal share of the
+    future when the future errs like the held-out steps did; with fewer
+    than ``coverage / (1 - coverage)`` errors (9 for 90%) it is their
+    largest, and may cover less. The calibration network learns from fewer
+    steps than ``regressor_``, which tends to widen the intervals.
 
     The parameters from ``hidden_size`` on are passed to the regressor, to
     which each window is one training sequence.
@@ -589,10 +592,12 @@ class LSTMForecaster(BaseEstimator):
     ) -> Predictions:
         """Forecast quantiles of the ``steps`` values that follow each series.
 
-        Each is the point forecast plus the conformal quantile of the
-        held-out forecast errors (``calibration_errors_``) at that step,
-        in the series' own scale; see the class description. The 0.5
-        quantile is thus the point forecast corrected by the median error.
+        Level ``q`` is the point forecast of :meth:`predict` moved by
+        ``sign(q - 0.5)`` times the conformal ``|2q - 1|`` quantile of the
+        absolute held-out forecast errors (``calibration_errors_``) at that
+        step, in the series' own scale, and mapped back; see the class
+        description. The 0.5 quantile is the point forecast, and levels
+        ``q`` and ``1 - q`` bound an interval of coverage ``|2q - 1|``.
 
         Parameters
         ----------
@@ -614,7 +619,7 @@ class LSTMForecaster(BaseEstimator):
         """
         check_is_fitted(self)
         levels = check_quantiles(quantiles)
-        return self._predict_levels(steps, levels, X, y, contain_point=False)
+        return self._predict_levels(steps, levels, X, y)
 
     def predict_interval(
         self,
@@ -626,8 +631,8 @@ class LSTMForecaster(BaseEstimator):
         """Forecast intervals for the ``steps`` values that follow each series.
 
         The quantiles at ``(1 - coverage) / 2`` and ``(1 + coverage) / 2``
-        (see :meth:`predict_quantiles`), widened where needed to contain the
-        point forecast of :meth:`predict`.
+        (see :meth:`predict_quantiles`); they contain the point forecast of
+        :meth:`predict`.
 
         Parameters
         ----------
@@ -651,7 +656,7 @@ class LSTMForecaster(BaseEstimator):
         check_is_fitted(self)
         coverage = check_coverage(coverage)
         levels = np.array([(1 - coverage) / 2, (1 + coverage) / 2])
-        return self._predict_levels(steps, levels, X, y, contain_point=True)
+        return self._predict_levels(steps, levels, X, y)
 
     def score(self, y: SeriesLike, X: SeriesLike | None = None) -> float:
         """R^2 of the forecast of ``len(y)`` steps against ``y``.
@@ -747,7 +752,7 @@ class LSTMForecaster(BaseEstimator):
             self.n_series_,
         )
 
-    def _predict_levels(self, steps, levels, X, y, contain_point):
+    def _predict_levels(self, steps, levels, X, y):
         steps = check_positive_int(steps, "steps")
         if self.calibration_errors_ is None:
             if self.calibration_steps_ is None:
@@ -773,7 +778,7 @@ class LSTMForecaster(BaseEstimator):
         point = forecast(self.regressor_.predict, self._layout(), states, future, steps)
         offsets = error_quantiles(self.calibration_errors_, levels, steps)
         results = [
-            forecast_bounds(values, state.scaling, offsets, contain_point)
+            forecast_bounds(values, state.scaling, offsets)
             for state, values in zip(states, point, strict=True)
         ]
         return _as_output(results, as_list, ndim)

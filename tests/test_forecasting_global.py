@@ -241,7 +241,9 @@ def test_interval_shapes_and_order(strategy):
     assert quantiles.shape == (30, 3)
     assert np.all(quantiles[:, 1] <= quantiles[:, 2])
     assert np.all(quantiles[:, 2] <= quantiles[:, 0])
-    assert forecaster.predict_quantiles(3, quantiles=0.5).shape == (3, 1)
+    median = forecaster.predict_quantiles(30, quantiles=0.5)
+    assert median.shape == (30, 1)
+    np.testing.assert_array_equal(median[:, 0], point)
     # Wider coverage, wider interval.
     wide = forecaster.predict_interval(30, coverage=0.95)
     assert np.all(wide[:, 0] <= interval[:, 0]) and np.all(interval[:, 1] <= wide[:, 1])
