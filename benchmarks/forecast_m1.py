@@ -9,8 +9,9 @@ forecast (last value), drift (the line through the first and last values)
 and statsmodels' Theta method fitted per series (skipped, with a note, when
 statsmodels is not installed). Metrics over all series: MASE (errors
 divided by the series' in-sample mean absolute one-step change), sMAPE, the
-share of held-out values inside the 90% interval (LSTM and Theta), and fit
-and predict seconds. Prints Markdown tables (the ones in RESULTS.md).
+share of held-out values inside the 90% interval (LSTM and Theta) and the
+median interval width in % of the true value, and fit and predict seconds.
+Prints Markdown tables (the ones in RESULTS.md).
 
     python benchmarks/forecast_m1.py --seeds 0 1 2 [--threads 1]
 """
@@ -70,11 +71,15 @@ def theta(train):
 
 
 def covered(truths, intervals):
-    inside = [
-        (interval[:, 0] <= truth) & (truth <= interval[:, 1])
-        for truth, interval in zip(truths, intervals, strict=True)
-    ]
-    return float(np.mean(np.concatenate(inside)))
+    """Share of held-out values inside their interval, and the median width
+    of the intervals in % of the true value."""
+    inside, widths = [], []
+    for truth, interval in zip(truths, intervals, strict=True):
+        inside.append((interval[:, 0] <= truth) & (truth <= interval[:, 1]))
+        widths.append((interval[:, 1] - interval[:, 0]) / np.abs(truth) * 100)
+    return float(np.mean(np.concatenate(inside))), float(
+        np.median(np.concatenate(widths))
+    )
 
 
 def scores(trains, truths, forecasts):
@@ -110,7 +115,9 @@ def main():
     )
     print()
 
-    rows = []  # (method, per-series MASE, sMAPE, coverage, fit s, predict s)
+    # (method, per-series MASE, sMAPE, (coverage, width) or None, fit s,
+    # predict s)
+    rows = []
     for name, method in (("naive (last value)", naive), ("drift", drift)):
         started = time.perf_counter()
         forecasts = [method(train) for train in trains]
@@ -165,23 +172,29 @@ def main():
 
     print(f"LSTMForecaster settings: {settings}")
     print()
-    print("| method | MASE | sMAPE % | 90% interval coverage | fit s | predict s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| method | MASE | sMAPE % | 90% interval coverage | interval width % "
+        "| fit s | predict s |"
+    )
+    print("|---|---|---|---|---|---|---|")
 
     def cell(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"
 
-    for name, per_series, symmetric, coverage, fit_s, predict_s in rows:
+    for name, per_series, symmetric, interval, fit_s, predict_s in rows:
+        coverage, width = (None, None) if interval is None else interval
         print(
             f"| {name} | {per_series.mean():.3f} | {symmetric:.2f} | "
-            f"{cell(coverage, 3)} | {cell(fit_s, 2)} | {cell(predict_s, 2)} |"
+            f"{cell(coverage, 3)} | {cell(width, 1)} | {cell(fit_s, 2)} | "
+            f"{cell(predict_s, 2)} |"
         )
     lstm_rows = rows[-len(args.seeds) :]
     print(
         f"| LSTMForecaster, mean of seeds | "
         f"{np.mean([row[1].mean() for row in lstm_rows]):.3f} | "
         f"{np.mean([row[2] for row in lstm_rows]):.2f} | "
-        f"{np.mean([row[3] for row in lstm_rows]):.3f} | "
+        f"{np.mean([row[3][0] for row in lstm_rows]):.3f} | "
+        f"{np.mean([row[3][1] for row in lstm_rows]):.1f} | "
         f"{np.mean([row[4] for row in lstm_rows]):.2f} | "
         f"{np.mean([row[5] for row in lstm_rows]):.2f} |"
     )

@@ -20,7 +20,6 @@ it forecasts.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -47,7 +46,7 @@ from ._forecast_series import (
     training_data,
 )
 from ._regressor import LSTMRegressor
-from ._typing import ArrayLike, Predictions, Self
+from ._typing import ArrayLike, Predictions, Self, SeriesLike
 from ._windowing import (
     check_positive_int,
     detect_seasonal_period,
@@ -70,9 +69,6 @@ _NOT_FORWARDED = {
     "min_frequency",
     "time_deltas",
 }
-
-# One series, or a list of them; exogenous values likewise.
-SeriesLike = ArrayLike | Sequence[ArrayLike]
 
 
 def _regressor_parameter_names():
