@@ -251,10 +251,10 @@ class LSTMForecaster(BaseEstimator):
         What the targets are measured from.
     calibration_steps_ : int or None
         Steps ahead that ``calibration_errors_`` covers.
-    calibration_errors_ : ndarray of shape (n_origins, calibration_steps_, \
-            n_series) or None
+    calibration_errors_ : ndarray of shape (n_origins, n_steps, n_series) or None
         Held-out forecast errors (truth minus forecast) of the calibration
-        network, in each series' step scale (step 4 above); None when
+        network, ``n_steps = calibration_steps_`` steps ahead from each
+        origin, in each series' step scale (step 4 above); None when
         ``calibration_steps=None`` or the series were too short to hold out
         ``calibration_steps_`` steps and still train.
     n_series_ : int
