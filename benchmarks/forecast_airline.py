@@ -1,8 +1,10 @@
 """Airline forecasting benchmark for LSTMForecaster.
 
 Fit on the first 120 months, forecast the last 24, report MAPE per seed and
-the mean for both strategies, with default parameters. Prints a Markdown
-table (the one in RESULTS.md).
+the mean for both strategies, with default parameters, and the share of the
+24 held-out months inside the 90% forecast interval (``predict_interval``)
+and its mean width in % of the true value, averaged over seeds. Prints a
+Markdown table (the one in RESULTS.md).
 
     python benchmarks/forecast_airline.py --seeds 0 1 2 [--threads 1]
 """
@@ -42,16 +44,29 @@ def main():
     )
     print()
     seed_columns = " | ".join(f"seed {seed}" for seed in args.seeds)
-    print(f"| strategy | {seed_columns} | mean | fit+predict s/seed |")
-    print("|---" * (len(args.seeds) + 3) + "|")
+    print(
+        f"| strategy | {seed_columns} | mean MAPE | 90% interval coverage "
+        "| interval width % | fit+predict s/seed |"
+    )
+    print("|---" * (len(args.seeds) + 5) + "|")
     for strategy in ("direct", "recursive"):
-        scores, started = [], time.perf_counter()
+        scores, coverages, widths = [], [], []
+        started = time.perf_counter()
         for seed in args.seeds:
             forecaster = LSTMForecaster(strategy=strategy, random_state=seed)
-            scores.append(mape(test, forecaster.fit(train).predict(len(test))))
+            forecast = forecaster.fit(train).predict(len(test))
+            interval = forecaster.predict_interval(len(test), coverage=0.9)
+            scores.append(mape(test, forecast))
+            coverages.append(
+                np.mean((interval[:, 0] <= test) & (test <= interval[:, 1]))
+            )
+            widths.append(np.mean((interval[:, 1] - interval[:, 0]) / test) * 100)
         seconds = (time.perf_counter() - started) / len(args.seeds)
         cells = " | ".join(f"{score:.2f}" for score in scores)
-        print(f"| {strategy} | {cells} | {np.mean(scores):.2f} | {seconds:.1f} |")
+        print(
+            f"| {strategy} | {cells} | {np.mean(scores):.2f} | "
+            f"{np.mean(coverages):.3f} | {np.mean(widths):.1f} | {seconds:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 SequencesLike = ArrayLike | Sequence[ArrayLike]
 # Targets: one per sequence, or one per time step (ragged for ragged X).
 TargetsLike = ArrayLike | Sequence[ArrayLike]
+# A time series for the forecaster, or a list of series.
+SeriesLike = ArrayLike | Sequence[ArrayLike]
 # What predict and predict_proba return: an array, or one array per sequence
 # for ragged input in output_mode="sequence".
 Predictions = np.ndarray | list[np.ndarray]
@@ -41,5 +43,6 @@ __all__ = [
     "Predictions",
     "Self",
     "SequencesLike",
+    "SeriesLike",
     "TargetsLike",
 ]

@@ -1,7 +1,9 @@
-"""Series validation, windowing and season detection for forecasting."""
+"""Series validation, windowing, season detection and the forecaster's
+automatic settings."""
 
 from __future__ import annotations
 
+from collections import Counter
 from numbers import Integral
 
 import numpy as np
@@ -21,6 +23,9 @@ _SEASONALITY_THRESHOLD = 0.3
 # constant. Leaving the range between alone keeps ordinary series' results
 # bit for bit.
 _ORDINARY_MAGNITUDE = (2.0**-32, 2.0**64)
+
+# The fewest training windows the automatic window length aims to leave.
+_MIN_AUTO_WINDOWS = 8
 
 
 def check_series(values, name, *, fix):
@@ -221,3 +226,87 @@ def detect_seasonal_period(y: ArrayLike, max_period: int | None = None) -> int |
         if value > acf[index - 1] and value >= acf[index + 1] and value > best_value:
             best_lag, best_value = int(lags[index]), value
     return best_lag
+
+
+def _most_common_period(periods):
+    """The period most series show; ties go to the shorter, then to None."""
+    counts = Counter(periods)
+    return min(counts, key=lambda period: (-counts[period], period is None, period))
+
+
+def resolve_settings(
+    transformed,
+    lengths,
+    *,
+    strategy,
+    window_length,
+    horizon,
+    seasonal_period,
+    target_reference,
+    calibration_steps,
+):
+    """The forecaster's data-dependent settings shared by all its series.
+
+    ``transformed`` holds each series after its log and power-of-two steps,
+    ``lengths`` their lengths; the keywords are the forecaster's parameters.
+    Returns its fitted attributes by name (see ``LSTMForecaster``).
+    """
+    if seasonal_period == "auto":
+        period = _most_common_period(
+            [detect_seasonal_period(values) for values in transformed]
+        )
+    else:
+        period = seasonal_period
+
+    automatic_window = window_length == "auto"
+    if automatic_window:
+        window = 2 * period if period is not None else 10
+    else:
+        window = window_length
+    if horizon != "auto":
+        direct_horizon = horizon
+    elif period is not None:
+        direct_horizon = period
+    else:
+        direct_horizon = max(1, window // 2)
+    steps_ahead = 1 if strategy == "recursive" else direct_horizon
+
+    if automatic_window:
+        # Leave every series a window to learn from, and all of them enough
+        # together, but keep at least one full season in view.
+        lengths = np.asarray(lengths)
+        one_each = lengths.min() - steps_ahead
+        together = (np.sum(lengths - steps_ahead + 1) - _MIN_AUTO_WINDOWS) // len(
+            lengths
+        )
+        window = max(min(window, one_each, together), period or 2)
+
+    reference = target_reference
+    if reference == "auto":
+        use_season = period is not None and period <= window
+        reference = "seasonal" if use_season else "last"
+    elif reference == "seasonal":
+        if period is None:
+            raise ValueError(
+                "target_reference='seasonal' needs a seasonal period, but "
+                "none was given or detected. Pass seasonal_period=<int> or "
+                "use target_reference='last'."
+            )
+        if period > window:
+            raise ValueError(
+                f"target_reference='seasonal' needs the window to span a "
+                f"season: seasonal_period={period} > window_length="
+                f"{window}. Raise window_length or use "
+                "target_reference='last'."
+            )
+    if calibration_steps == "auto":
+        calibration_steps = direct_horizon
+    return {
+        "seasonal_period_": period,
+        "window_length_": int(window),
+        "horizon_": int(steps_ahead),
+        "target_reference_": reference,
+        "calibration_steps_": (
+            None if calibration_steps is None else int(calibration_steps)
+        ),
+    }

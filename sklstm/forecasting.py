@@ -1,13 +1,15 @@
-"""Forecasting the future steps of a time series with a recurrent network.
+"""Forecasting the future steps of time series with a recurrent network.
 
 :func:`make_windows` cuts a series into the ``(windows, targets)`` pairs any
 sequence regressor learns from; :class:`LSTMForecaster` does the whole job on
-a raw series: transform, window, train an :class:`~sklstm.LSTMRegressor`, and
-forecast beyond the end of the series, either a whole horizon at once
+raw series: transform, window, train an :class:`~sklstm.LSTMRegressor`, and
+forecast beyond the end of a series, either a whole horizon at once
 (``strategy="direct"``) or one step at a time with each prediction fed back as
-input (``strategy="recursive"``, closed loop).
+input (``strategy="recursive"``, closed loop). One forecaster can learn from
+a list of series (one global model), forecast from a context it was not
+fitted on, and give forecast intervals.
 
-Conventions shared by both: ``y`` is ``(n_timesteps,)`` or
+Conventions shared by both: a series ``y`` is ``(n_timesteps,)`` or
 ``(n_timesteps, n_series)``; the optional exogenous ``X`` is
 ``(n_timesteps, n_exogenous)`` and row ``t`` of ``X`` is taken to be known
 before ``y[t]`` is observed (a calendar feature, a planned price). A window that
@@ -26,16 +28,31 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._docs import fill_doc
+from ._forecast_intervals import (
+    check_coverage,
+    check_quantiles,
+    error_quantiles,
+    forecast_bounds,
+    held_out_errors,
+)
+from ._forecast_series import (
+    WindowLayout,
+    check_exogenous_collection,
+    check_series_collection,
+    fit_scaling,
+    forecast,
+    forecast_exogenous,
+    series_state,
+    training_data,
+)
 from ._regressor import LSTMRegressor
-from ._typing import ArrayLike, Self
+from ._typing import ArrayLike, Predictions, Self, SeriesLike
 from ._windowing import (
-    _ORDINARY_MAGNITUDE,
     check_positive_int,
-    check_series,
-    cut_windows,
     detect_seasonal_period,
     magnitude_exponents,
     make_windows,
+    resolve_settings,
 )
 
 __all__ = ["LSTMForecaster", "detect_seasonal_period", "make_windows"]
@@ -53,14 +70,6 @@ _NOT_FORWARDED = {
     "time_deltas",
 }
 
-# The fewest training windows the automatic window length aims to leave.
-_MIN_AUTO_WINDOWS = 8
-
-# Forecasts saturate at the largest float64: past it, a forecast (of a series
-# at the limit, extrapolated outward) has no finite value to return.
-_LARGEST_FLOAT = np.finfo(np.float64).max
-_LOG_LARGEST_FLOAT = np.log(_LARGEST_FLOAT)
-
 
 def _regressor_parameter_names():
     names = inspect.signature(LSTMRegressor.__init__).parameters
@@ -69,47 +78,85 @@ def _regressor_parameter_names():
 
 @fill_doc
 class LSTMForecaster(BaseEstimator):
-    """Forecast the next steps of a time series with an LSTM.
+    """Forecast the next steps of time series with an LSTM.
 
-    ``fit(y)`` learns from a raw series; ``predict(steps)`` returns the
-    ``steps`` values that follow its end. Underneath, the series is
-    transformed, cut into windows (see :func:`make_windows`) and an
-    :class:`~sklstm.LSTMRegressor` (``regressor_``) learns to map each window
-    to the values after it.
+    ``fit(y)`` learns from a raw series, or from a list of series (one
+    global model learns from the windows of all of them); ``predict(steps)``
+    returns the ``steps`` values that follow the end of each, or of a new
+    context passed as ``predict(steps, y=context)``, without refitting.
+    ``predict_interval`` and ``predict_quantiles`` give calibrated forecast
+    intervals. Underneath, each series is transformed, cut into windows (see
+    :func:`make_windows`) and an :class:`~sklstm.LSTMRegressor`
+    (``regressor_``) learns to map each window to the values after it.
 
-    Preprocessing, in order (every rule adapts to the series):
+    Preprocessing, in order (every rule adapts to the data, and every
+    scaling step is taken per series, so that series of any scale share one
+    model):
 
-    1. Log transform (``log_transform``): with "auto", applied when every
-       value of ``y`` is strictly positive, so that multiplicative growth and
-       seasonality become additive. Forecasts are mapped back with ``exp``.
+    1. Log transform (``log_transform``): with "auto", applied to each
+       series whose values are all strictly positive, so that
+       multiplicative growth and seasonality become additive. Forecasts are
+       mapped back with ``exp``.
     2. Seasonal period (``seasonal_period``): with "auto", found by
-       :func:`detect_seasonal_period` on the (log-)series; None when the
-       series shows no seasonality.
+       :func:`detect_seasonal_period` on each (log-)series; None when it
+       shows no seasonality. For a list, the period most series show (on a
+       tie the shorter period, and no season only when no period is more
+       common).
     3. Window length and horizon (``window_length``, ``horizon``): with
        "auto", two seasonal periods of history and a horizon of one period
        (without a period: 10 steps of history, a horizon of half that). The
-       automatic window is shortened, down to one period, when the series is
-       too short to leave 8 training windows.
-    4. Level: each window of ``y`` is expressed relative to its own last
-       value, so that the network sees shapes, not levels, and a trend moves
-       no input out of the range seen in training.
+       automatic window is shortened, down to one period (2 steps without
+       one), until every series gives at least one training window and all
+       of them together at least 8. A series too short for one window of
+       the final length is refused with a ``ValueError`` naming it.
+    4. Level and scale: each window of a series is expressed relative to
+       its own last value, so that the network sees shapes, not levels, and
+       a trend moves no input out of the range seen in training; then
+       divided by the series' mean absolute one-step change, so that a
+       series and the same series times 1000 look alike to the network.
     5. Targets (``target_reference``): the network predicts each future
        value minus a reference taken from the window: "last", its last value;
        "seasonal", the value one season earlier in the window's last full
-       season (the seasonal-naive forecast). The network thus learns a
-       correction to a simple forecast. "auto" uses "seasonal" when a
-       seasonal period is in use, "last" otherwise.
-    6. The regressor standardises the windows and targets it receives.
+       season (the seasonal-naive forecast), in the same unit as step 4. The
+       network thus learns a correction to a simple forecast. "auto" uses
+       "seasonal" when a seasonal period is in use, "last" otherwise.
+    6. The regressor standardises the windows and targets it receives, over
+       all of them.
 
     Series near the float limits (say at 1e300 or 1e-300): after step 1, a
     series whose largest magnitude lies outside [2**-32, 2**64] is divided by
     the power of two that brings it near 1 (exactly, with no other effect on
     the forecast) and the forecasts are multiplied back; each column of ``X``
-    likewise. Forecasts past the float64 range saturate at +-1.8e308.
+    likewise, over all series. Forecasts past the float64 range saturate at
+    +-1.8e308.
 
     Exogenous ``X`` is appended to the windows without the level step; row
     ``t`` of ``X`` is assumed known before ``y[t]``, so forecasting needs its
-    future rows.
+    future rows. Its columns mean the same in every series and are scaled
+    alike for all (by the regressor's standardisation).
+
+    A context given to ``predict`` gets steps 1 and 4 from its own values,
+    as a training series does, and needs at least ``window_length_`` of
+    them; for a fitted series extended by new observations, that forecasts
+    from its new end.
+
+    Forecast intervals (split conformal): during ``fit``, the last steps of
+    each series are held out, a second network (same parameters, same
+    preprocessing) is trained on the rest, and forecasts ``calibration_steps_``
+    steps from several origins in the held-out part, as ``predict`` forecasts
+    a new context (about 20 origins in all, spread over the series, at least
+    one from each series long enough). The errors, per step ahead in the
+    unit of step 4 (so relative errors on the log scale), are kept as
+    ``calibration_errors_``. A forecast interval is the point forecast plus
+    and minus a conformal quantile of their absolute values at that step,
+    times the forecast series' own step scale, mapped back (on the log
+    scale, so asymmetric around the point forecast after ``exp``). Steps
+    beyond ``calibration_steps_`` widen the last step's quantile with the
+    square root of the step. An interval covers its nominal share of the
+    future when the future errs like the held-out steps did; with fewer
+    than ``coverage / (1 - coverage)`` errors (9 for 90%) it is their
+    largest, and may cover less. The calibration network learns from fewer
+    steps than ``regressor_``, which tends to widen the intervals.
 
     The parameters from ``hidden_size`` on are passed to the regressor, to
     which each window is one training sequence.
@@ -129,10 +176,18 @@ class LSTMForecaster(BaseEstimator):
     seasonal_period : int, "auto" or None, default="auto"
         Length of the season; None for no seasonal handling.
     log_transform : bool or "auto", default="auto"
-        Model the log of the series. True needs a strictly positive series.
+        Model the log of each series. True needs strictly positive series.
     target_reference : {"auto", "last", "seasonal"}, default="auto"
         What the network's targets are measured from; "seasonal" needs a
         seasonal period no longer than the window.
+    calibration_steps : int, "auto" or None, default="auto"
+        Steps ahead whose held-out forecast errors calibrate
+        ``predict_interval`` and ``predict_quantiles``. "auto": the horizon
+        of the direct strategy (one seasonal period, or half the automatic
+        window without one), whatever the strategy. None: no calibration;
+        ``fit`` trains one network instead of two, and the interval methods
+        raise. Each series must be at least ``window_length_ +
+        calibration_steps`` long to give an origin.
     {hidden_size}
     {num_layers}
     {bidirectional}
@@ -165,38 +220,52 @@ class LSTMForecaster(BaseEstimator):
     {n_iter_no_change}
     {tol}
     {warm_start}
-        The fitted preprocessing (transform, period, window, horizon) is
-        kept too, and the new series' last values become the forecast
-        origin.
+        The shared settings (period, window, horizon, target reference,
+        calibration steps) are kept too; each series' own scaling is taken
+        from the new ``y``, whose series become the ones ``predict``
+        continues. The calibration network is trained afresh.
     {device}
     {precision}
     {n_threads}
     {random_state}
+        The calibration network uses it too.
     {verbose}
     {callbacks}
+        They run in the calibration network's training too.
 
     Attributes
     ----------
     regressor_ : LSTMRegressor
         The fitted network, mapping transformed windows to targets.
-    log_transform_ : bool
-        Whether the series is modelled on the log scale.
+    log_transform_ : bool or list of bool
+        Whether the series is modelled on the log scale; one entry per
+        series after a list fit.
     seasonal_period_ : int or None
         Seasonal period in use.
     window_length_ : int
-        Time steps per window.
+        Time steps per window; also the shortest context ``predict``
+        accepts.
     horizon_ : int
         Steps predicted per window (1 with ``strategy="recursive"``).
     target_reference_ : {"last", "seasonal"}
         What the targets are measured from.
+    calibration_steps_ : int or None
+        Steps ahead that ``calibration_errors_`` covers.
+    calibration_errors_ : ndarray of shape (n_origins, n_steps, n_series) or None
+        Held-out forecast errors (truth minus forecast) of the calibration
+        network, ``n_steps = calibration_steps_`` steps ahead from each
+        origin, in each series' step scale (step 4 above); None when
+        ``calibration_steps=None`` or the series were too short to hold out
+        ``calibration_steps_`` steps and still train.
     n_series_ : int
-        Columns of ``y`` (1 for a 1-D series).
+        Columns of each series, forecast jointly (1 for 1-D series).
     n_exogenous_ : int
         Columns of ``X`` seen in fit (0 without ``X``).
-    n_timesteps_ : int
-        Length of the training series; forecasts start right after it.
+    n_timesteps_ : int or list of int
+        Length of the training series (one entry per series after a list
+        fit); forecasts start right after it.
     n_windows_ : int
-        Training windows the network learned from.
+        Training windows the network learned from, over all series.
 
     See Also
     --------
@@ -214,6 +283,18 @@ class LSTMForecaster(BaseEstimator):
     (12, 24)
     >>> forecaster.predict(steps=6).shape
     (6,)
+    >>> forecaster.predict_interval(steps=6, coverage=0.9).shape
+    (6, 2)
+
+    One model for several series of different lengths and scales, and a
+    forecast from a series it never saw:
+
+    >>> series = [y, 1000 * y[:60], 0.01 * y[10:]]
+    >>> forecaster = LSTMForecaster(max_epochs=2, random_state=0).fit(series)
+    >>> [forecast.shape for forecast in forecaster.predict(steps=3)]
+    [(3,), (3,), (3,)]
+    >>> forecaster.predict(steps=3, y=5 * y[:40]).shape
+    (3,)
     """
 
     _parameter_constraints: dict = {
@@ -230,6 +311,11 @@ class LSTMForecaster(BaseEstimator):
         ],
         "log_transform": ["boolean", StrOptions({"auto"})],
         "target_reference": [StrOptions({"auto", "last", "seasonal"})],
+        "calibration_steps": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+            None,
+        ],
         **{
             name: LSTMRegressor._parameter_constraints[name]
             for name in _regressor_parameter_names()
@@ -245,6 +331,7 @@ class LSTMForecaster(BaseEstimator):
         seasonal_period="auto",
         log_transform="auto",
         target_reference="auto",
+        calibration_steps="auto",
         hidden_size=32,
         num_layers=1,
         bidirectional=False,
@@ -283,6 +370,7 @@ class LSTMForecaster(BaseEstimator):
         self.seasonal_period = seasonal_period
         self.log_transform = log_transform
         self.target_reference = target_reference
+        self.calibration_steps = calibration_steps
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -317,144 +405,328 @@ class LSTMForecaster(BaseEstimator):
 
     # ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, y: ArrayLike, X: ArrayLike | None = None) -> Self:
-        """Learn to forecast ``y``.
+    def fit(self, y: SeriesLike, X: SeriesLike | None = None) -> Self:
+        """Learn to forecast ``y``: one series, or a list of them.
 
         Parameters
         ----------
-        y : array-like of shape (n_timesteps,) or (n_timesteps, n_series)
-            The series, oldest value first, evenly spaced, without gaps.
-        X : array-like of shape (n_timesteps, n_exogenous), default=None
+        y : array-like of shape (n_timesteps,) or (n_timesteps, n_series), \
+                or list of them
+            The series, oldest value first, evenly spaced, without gaps. A
+            list (or tuple) of arrays is a list of series of any lengths,
+            all 1-D or all 2-D with the same columns, from which one model
+            learns; a list of numbers is one series.
+        X : array-like of shape (n_timesteps, n_exogenous), or list of them, \
+                default=None
             Exogenous values, one row per time step of ``y``; row ``t`` is
-            assumed known before ``y[t]``.
+            assumed known before ``y[t]``. For a list ``y``, a list of one
+            array per series, all with the same columns.
 
         Returns
         -------
         self : object
             The fitted forecaster.
         """
-        series, ndim = check_series(
-            y, "y", fix="Pass the series as fit(y), one value (or row) per step."
+        fix = "Pass the series as fit(y), one value (or row) per step."
+        series, as_list, ndim = check_series_collection(y, "y", fix=fix)
+        lengths = [len(values) for values in series]
+        exogenous = check_exogenous_collection(
+            X,
+            lengths,
+            as_list,
+            fix="Pass exogenous values as (n_timesteps, n_exogenous).",
         )
-        exogenous = self._check_exogenous(X, len(series))
+        n_columns = series[0].shape[1]
+        n_exogenous = 0 if exogenous is None else exogenous[0].shape[1]
         continuing = self.warm_start and hasattr(self, "regressor_")
         if continuing:
-            self._check_same_layout(series, exogenous)
+            self._check_same_layout(n_columns, n_exogenous)
+            exogenous_exponents = self._exogenous_exponents
+        elif exogenous is None:
+            exogenous_exponents = None
         else:
-            self._resolve_preprocessing(series)
-            self.n_series_ = series.shape[1]
-            self.n_exogenous_ = 0 if exogenous is None else exogenous.shape[1]
-            self._exogenous_exponents = (
-                None if exogenous is None else magnitude_exponents(exogenous)
-            )
-        self._single_series = ndim == 1
-        transformed = self._transform(series)
-        exogenous = self._scale_exogenous(exogenous)
-        n_windows = len(series) - self.window_length_ - self.horizon_ + 1
-        if n_windows < 1:
-            raise ValueError(
-                f"y has {len(series)} time steps, too few for window_length="
-                f"{self.window_length_} plus horizon={self.horizon_}: at least "
-                f"{self.window_length_ + self.horizon_} are needed. Pass a longer "
-                "series or a smaller window_length or horizon."
-            )
-        windows, targets = cut_windows(
-            transformed, exogenous, self.window_length_, self.horizon_
-        )
-        inputs, references = self._network_inputs(windows)
-        flat_targets = (targets - references).reshape(n_windows, -1)
-
-        if not continuing:
-            self.regressor_ = LSTMRegressor(**self._regressor_parameters())
+            # A column of X means the same in every series: one scale for all.
+            exogenous_exponents = magnitude_exponents(np.vstack(exogenous))
+        scaled_exogenous = [None] * len(series)
+        if exogenous is not None:
+            scaled_exogenous = [
+                np.ldexp(rows, -exogenous_exponents) for rows in exogenous
+            ]
+        scalings = [
+            fit_scaling(values, self.log_transform, _series_name(index, as_list))
+            for index, values in enumerate(series)
+        ]
+        if continuing:
+            settings = {name: getattr(self, name) for name in _SETTINGS}
         else:
-            self.regressor_.set_params(**self._regressor_parameters())
-        self.regressor_.fit(inputs, flat_targets)
-
-        # The forecast origin: the last window of history, and the exogenous
-        # rows that window carries (all but its first step's shift).
-        self._history = transformed[-self.window_length_ :]
-        self._exogenous_history = (
-            None
-            if exogenous is None
-            else exogenous[len(exogenous) - self.window_length_ + 1 :]
+            transformed = [
+                scaling.transform(values)
+                for scaling, values in zip(scalings, series, strict=True)
+            ]
+            settings = resolve_settings(
+                transformed,
+                lengths,
+                strategy=self.strategy,
+                window_length=self.window_length,
+                horizon=self.horizon,
+                seasonal_period=self.seasonal_period,
+                target_reference=self.target_reference,
+                calibration_steps=self.calibration_steps,
+            )
+        layout = WindowLayout(
+            settings["window_length_"],
+            settings["horizon_"],
+            settings["seasonal_period_"],
+            settings["target_reference_"],
+            n_columns,
         )
-        self.n_timesteps_ = len(series)
-        self.n_windows_ = n_windows
+        for index, length in enumerate(lengths):
+            if layout.n_windows(length) < 1:
+                needed = layout.window_length + layout.horizon
+                name = _series_name(index, as_list)
+                drop = ", drop it" if as_list else ""
+                raise ValueError(
+                    f"{name} has {length} time steps, too few for window_length="
+                    f"{layout.window_length} plus horizon={layout.horizon}: at "
+                    f"least {needed} are needed. Pass a longer series{drop} or "
+                    "a smaller window_length or horizon."
+                )
+
+        calibration_errors = None
+        if settings["calibration_steps_"] is not None:
+            calibration_errors = held_out_errors(
+                lambda: LSTMRegressor(**self._regressor_parameters()),
+                layout,
+                series,
+                scaled_exogenous,
+                steps=settings["calibration_steps_"],
+                log_transform=self.log_transform,
+            )
+        inputs, targets = training_data(layout, series, scalings, scaled_exogenous)
+        if continuing:
+            regressor = self.regressor_
+            regressor.set_params(**self._regressor_parameters())
+        else:
+            regressor = LSTMRegressor(**self._regressor_parameters())
+        regressor.fit(inputs, targets)
+
+        # Set only once everything succeeded: a failed fit leaves the
+        # previous fitted state as it was.
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self.regressor_ = regressor
+        self.calibration_errors_ = calibration_errors
+        logs = [scaling.log for scaling in scalings]
+        self.log_transform_ = logs if as_list else logs[0]
+        self.n_series_ = n_columns
+        self.n_exogenous_ = n_exogenous
+        self.n_timesteps_ = lengths if as_list else lengths[0]
+        self.n_windows_ = len(inputs)
+        self._exogenous_exponents = exogenous_exponents
+        # The forecast origins: each series' last window, with the scaling
+        # it was learned in.
+        self._states = [
+            series_state(values, rows, scaling, layout.window_length)
+            for values, rows, scaling in zip(
+                series, scaled_exogenous, scalings, strict=True
+            )
+        ]
+        self._fitted_as_list = as_list
+        self._ndim = ndim
         return self
 
-    def predict(self, steps: int, X: ArrayLike | None = None) -> np.ndarray:
-        """Forecast the ``steps`` values that follow the training series.
+    def predict(
+        self, steps: int, X: SeriesLike | None = None, y: SeriesLike | None = None
+    ) -> Predictions:
+        """Forecast the ``steps`` values that follow each series.
 
         Parameters
         ----------
         steps : int
             Number of future time steps to forecast, at least 1.
-        X : array-like of shape (steps, n_exogenous), default=None
-            Future exogenous values, one row per forecast step; required
-            when the forecaster was fitted with ``X``.
+        X : array-like of shape (n_rows, n_exogenous), or list of them, \
+                default=None
+            Exogenous values; required when the forecaster was fitted with
+            ``X``. Without ``y``: the future rows, one per forecast step
+            (``n_rows >= steps``), or after a list fit a list of them, one
+            per fitted series. With ``y``: the context's rows followed by
+            the future ones (``n_rows >= len(y) + steps``), a list for a
+            list of contexts. Rows past those needed are ignored.
+        y : array-like of shape (n_timesteps,) or (n_timesteps, n_series), \
+                or list of them, default=None
+            A context to forecast from instead of the fitted series: a
+            fitted series with its new observations appended, or a series
+            the forecaster never saw, at least ``window_length_`` steps
+            long, with the fitted columns. Its scaling (log, level, step
+            scale) is taken from its own values, as in ``fit``; the fitted
+            model is left unchanged.
 
         Returns
         -------
-        y_pred : ndarray of shape (steps,) or (steps, n_series)
-            The forecast; 1-D when ``fit`` received a 1-D series.
+        y_pred : ndarray of shape (steps,) or (steps, n_series), or list of them
+            The forecast, 1-D for a 1-D series. A list, one forecast per
+            series, after a list fit (without ``y``) or for a list ``y``.
         """
         check_is_fitted(self)
         steps = check_positive_int(steps, "steps")
-        future_exogenous = self._scale_exogenous(self._check_future_exogenous(X, steps))
-        history = list(self._history)
-        exogenous_history = (
-            None if self._exogenous_history is None else list(self._exogenous_history)
+        states, future, as_list, ndim = self._forecast_origins(steps, X, y)
+        transformed = forecast(
+            self.regressor_.predict, self._layout(), states, future, steps
         )
-        forecast = []
-        while len(forecast) < steps:
-            window = np.asarray(history[-self.window_length_ :])[None]
-            if exogenous_history is not None:
-                # The window ending at the forecast origin carries X up to the
-                # first step it forecasts.
-                exogenous_history.append(future_exogenous[len(forecast)])
-                rows = np.asarray(exogenous_history[-self.window_length_ :])[None]
-                window = np.concatenate([window, rows], axis=2)
-            inputs, references = self._network_inputs(window)
-            outputs = self.regressor_.predict(inputs).reshape(references.shape)
-            block = (outputs + references)[0][: steps - len(forecast)]
-            history.extend(block)
-            forecast.extend(block)
-            if exogenous_history is not None:
-                exogenous_history.extend(
-                    future_exogenous[len(forecast) - len(block) + 1 : len(forecast)]
-                )
-        values = self._inverse_transform(np.asarray(forecast))
-        return values[:, 0] if self._single_series else values
+        forecasts = [
+            state.scaling.inverse(values)
+            for state, values in zip(states, transformed, strict=True)
+        ]
+        return _as_output(forecasts, as_list, ndim)
 
-    def score(self, y: ArrayLike, X: ArrayLike | None = None) -> float:
+    def predict_quantiles(
+        self,
+        steps: int,
+        quantiles: ArrayLike = (0.05, 0.5, 0.95),
+        X: SeriesLike | None = None,
+        y: SeriesLike | None = None,
+    ) -> Predictions:
+        """Forecast quantiles of the ``steps`` values that follow each series.
+
+        Level ``q`` is the point forecast of :meth:`predict` moved by
+        ``sign(q - 0.5)`` times the conformal ``|2q - 1|`` quantile of the
+        absolute held-out forecast errors (``calibration_errors_``) at that
+        step, in the series' own scale, and mapped back; see the class
+        description. The 0.5 quantile is the point forecast, and levels
+        ``q`` and ``1 - q`` bound an interval of coverage ``|2q - 1|``.
+
+        Parameters
+        ----------
+        steps : int
+            Number of future time steps to forecast, at least 1.
+        quantiles : float or array-like of float, default=(0.05, 0.5, 0.95)
+            Probability levels, each strictly between 0 and 1, in any order.
+        X : array-like or list of them, default=None
+            Exogenous values, as in :meth:`predict`.
+        y : array-like or list of them, default=None
+            A context to forecast from, as in :meth:`predict`.
+
+        Returns
+        -------
+        y_quantiles : ndarray of shape (steps, n_quantiles) or \
+                (steps, n_series, n_quantiles), or list of them
+            One column per level, in the order given; the middle axis only
+            for 2-D series. A list as in :meth:`predict`.
+        """
+        check_is_fitted(self)
+        levels = check_quantiles(quantiles)
+        return self._predict_levels(steps, levels, X, y)
+
+    def predict_interval(
+        self,
+        steps: int,
+        coverage: float = 0.9,
+        X: SeriesLike | None = None,
+        y: SeriesLike | None = None,
+    ) -> Predictions:
+        """Forecast intervals for the ``steps`` values that follow each series.
+
+        The quantiles at ``(1 - coverage) / 2`` and ``(1 + coverage) / 2``
+        (see :meth:`predict_quantiles`); they contain the point forecast of
+        :meth:`predict`.
+
+        Parameters
+        ----------
+        steps : int
+            Number of future time steps to forecast, at least 1.
+        coverage : float, default=0.9
+            Share of future values the interval should contain, strictly
+            between 0 and 1.
+        X : array-like or list of them, default=None
+            Exogenous values, as in :meth:`predict`.
+        y : array-like or list of them, default=None
+            A context to forecast from, as in :meth:`predict`.
+
+        Returns
+        -------
+        y_interval : ndarray of shape (steps, 2) or (steps, n_series, 2), \
+                or list of them
+            Lower and upper bounds; the middle axis only for 2-D series. A
+            list as in :meth:`predict`.
+        """
+        check_is_fitted(self)
+        coverage = check_coverage(coverage)
+        levels = np.array([(1 - coverage) / 2, (1 + coverage) / 2])
+        return self._predict_levels(steps, levels, X, y)
+
+    def score(self, y: SeriesLike, X: SeriesLike | None = None) -> float:
         """R^2 of the forecast of ``len(y)`` steps against ``y``.
 
         ``y`` must be the values that directly follow the training series,
         as the test fold of a ``TimeSeriesSplit`` (with ``gap=0``) does; so
         ``cross_val_score(LSTMForecaster(), y, cv=TimeSeriesSplit())`` scores
-        forecasts without look-ahead.
+        forecasts without look-ahead. After a list fit, a list of the values
+        that follow each fitted series, in order.
 
         Parameters
         ----------
-        y : array-like of shape (steps,) or (steps, n_series)
+        y : array-like of shape (steps,) or (steps, n_series), or list of them
             The true future values.
-        X : array-like of shape (steps, n_exogenous), default=None
+        X : array-like of shape (steps, n_exogenous), or list of them, \
+                default=None
             Future exogenous values, as in :meth:`predict`.
 
         Returns
         -------
         score : float
-            R^2, averaged uniformly over series.
+            R^2, averaged uniformly over columns (and over series after a
+            list fit).
         """
         from sklearn.metrics import r2_score
 
-        truth, _ = check_series(y, "y", fix="Pass the values after the series.")
-        predicted = self.predict(len(truth), X=X).reshape(len(truth), -1)
-        # R^2 is the same for each column rescaled by a power of two; that
-        # keeps its squares from overflowing (or vanishing) near the float
-        # limits.
-        exponents = magnitude_exponents(np.vstack([truth, predicted]))
-        return r2_score(np.ldexp(truth, -exponents), np.ldexp(predicted, -exponents))
+        check_is_fitted(self)
+        fix = "Pass the values after the series."
+        truths, as_list, _ = check_series_collection(y, "y", fix=fix)
+        if not self._fitted_as_list:
+            predictions = [self.predict(len(truths[0]), X=X)]
+        else:
+            n_series = len(self._states)
+            if not as_list or len(truths) != n_series:
+                raise ValueError(
+                    f"The forecaster was fitted on a list of {n_series} series; "
+                    "pass y as a list of the values that follow each of them, "
+                    "in the same order."
+                )
+            if X is not None and (
+                not isinstance(X, (list, tuple)) or len(X) != n_series
+            ):
+                raise ValueError(
+                    f"The forecaster was fitted on a list of {n_series} series; "
+                    "pass X as a list of the future exogenous values of each."
+                )
+            predictions = []
+            for index, (truth, state) in enumerate(
+                zip(truths, self._states, strict=True)
+            ):
+                _, future = forecast_exogenous(
+                    None if X is None else [X[index]],
+                    [0],
+                    len(truth),
+                    True,
+                    context=False,
+                    n_exogenous=self.n_exogenous_,
+                    exponents=self._exogenous_exponents,
+                )
+                values = forecast(
+                    self.regressor_.predict, self._layout(), [state], future, len(truth)
+                )
+                predictions.append(state.scaling.inverse(values[0]))
+        scores = []
+        for truth, predicted in zip(truths, predictions, strict=True):
+            predicted = predicted.reshape(len(truth), -1)
+            # R^2 is the same for each column rescaled by a power of two; that
+            # keeps its squares from overflowing (or vanishing) near the float
+            # limits.
+            exponents = magnitude_exponents(np.vstack([truth, predicted]))
+            scores.append(
+                r2_score(np.ldexp(truth, -exponents), np.ldexp(predicted, -exponents))
+            )
+        return float(np.mean(scores))
 
     # ------------------------------------------------------------------
     def _regressor_parameters(self):
@@ -467,172 +739,117 @@ class LSTMForecaster(BaseEstimator):
         forwarded["output_mode"] = "last"
         return forwarded
 
-    def _check_exogenous(self, X, n_timesteps):
-        if X is None:
-            return None
-        exogenous, _ = check_series(
-            X, "X", fix="Pass exogenous values as (n_timesteps, n_exogenous)."
+    def _layout(self):
+        return WindowLayout(
+            self.window_length_,
+            self.horizon_,
+            self.seasonal_period_,
+            self.target_reference_,
+            self.n_series_,
         )
-        if len(exogenous) != n_timesteps:
-            raise ValueError(
-                f"X has {len(exogenous)} rows but y has {n_timesteps} time "
-                "steps; pass one row of X per time step of y."
-            )
-        return exogenous
 
-    def _check_future_exogenous(self, X, steps):
-        if self.n_exogenous_ == 0:
-            if X is not None:
-                raise ValueError(
-                    "X was passed to predict but the forecaster was fitted "
-                    "without exogenous values; refit with fit(y, X) or drop X."
+    def _predict_levels(self, steps, levels, X, y):
+        steps = check_positive_int(steps, "steps")
+        if self.calibration_errors_ is None:
+            if self.calibration_steps_ is None:
+                reason = (
+                    "it was fitted with calibration_steps=None. Refit with "
+                    "calibration_steps='auto' (the default) or an int."
                 )
-            return None
-        if X is None:
+            else:
+                reason = (
+                    f"holding out calibration_steps_={self.calibration_steps_} "
+                    "steps left no series long enough: one needs at least "
+                    f"window_length_ + calibration_steps_ = "
+                    f"{self.window_length_ + self.calibration_steps_} steps to "
+                    "give an origin, and the rest must still give training "
+                    "windows. Refit with longer series or a smaller "
+                    "calibration_steps."
+                )
             raise ValueError(
-                f"The forecaster was fitted with {self.n_exogenous_} exogenous "
-                f"columns, so predict needs their future values: pass X of "
-                f"shape ({steps}, {self.n_exogenous_}), one row per forecast step."
+                f"The forecaster has no held-out forecast errors to calibrate "
+                f"intervals with: {reason}"
             )
-        future, _ = check_series(
-            X, "X", fix=f"Pass X of shape ({steps}, {self.n_exogenous_})."
-        )
-        if future.shape[1] != self.n_exogenous_:
-            raise ValueError(
-                f"X has {future.shape[1]} columns but the forecaster was fitted "
-                f"with {self.n_exogenous_}; pass the same exogenous columns."
-            )
-        if len(future) < steps:
-            raise ValueError(
-                f"X has {len(future)} rows but {steps} steps are forecast; pass "
-                "one row of future exogenous values per forecast step."
-            )
-        return future
+        states, future, as_list, ndim = self._forecast_origins(steps, X, y)
+        point = forecast(self.regressor_.predict, self._layout(), states, future, steps)
+        offsets = error_quantiles(self.calibration_errors_, levels, steps)
+        results = [
+            forecast_bounds(values, state.scaling, offsets)
+            for state, values in zip(states, point, strict=True)
+        ]
+        return _as_output(results, as_list, ndim)
 
-    def _check_same_layout(self, series, exogenous):
-        n_exogenous = 0 if exogenous is None else exogenous.shape[1]
-        if series.shape[1] != self.n_series_ or n_exogenous != self.n_exogenous_:
+    def _forecast_origins(self, steps, X, y):
+        """The states to forecast from, their future exogenous rows, and the
+        output's form (list or not, dimensions)."""
+        exogenous = dict(
+            n_exogenous=self.n_exogenous_, exponents=self._exogenous_exponents
+        )
+        if y is None:
+            lengths = [0] * len(self._states)
+            _, future = forecast_exogenous(
+                X, lengths, steps, self._fitted_as_list, context=False, **exogenous
+            )
+            return self._states, future, self._fitted_as_list, self._ndim
+        fix = "Pass the context as predict(steps, y=...), one value (or row) per step."
+        contexts, as_list, ndim = check_series_collection(y, "y", fix=fix)
+        if contexts[0].shape[1] != self.n_series_:
+            raise ValueError(
+                f"y has {contexts[0].shape[1]} columns but the forecaster was "
+                f"fitted on series with {self.n_series_}; pass a context with "
+                "the same columns."
+            )
+        lengths = [len(context) for context in contexts]
+        for index, length in enumerate(lengths):
+            if length < self.window_length_:
+                raise ValueError(
+                    f"{_series_name(index, as_list)} has {length} time steps, but "
+                    f"a context needs at least window_length_="
+                    f"{self.window_length_} (the window the network reads). "
+                    "Pass a longer context."
+                )
+        rows, future = forecast_exogenous(
+            X, lengths, steps, as_list, context=True, **exogenous
+        )
+        states = [
+            series_state(
+                context,
+                context_rows,
+                fit_scaling(context, self.log_transform, _series_name(index, as_list)),
+                self.window_length_,
+            )
+            for index, (context, context_rows) in enumerate(
+                zip(contexts, rows, strict=True)
+            )
+        ]
+        return states, future, as_list, ndim
+
+    def _check_same_layout(self, n_columns, n_exogenous):
+        if n_columns != self.n_series_ or n_exogenous != self.n_exogenous_:
             raise ValueError(
                 f"warm_start continues the fitted network, which expects "
                 f"{self.n_series_} series and {self.n_exogenous_} exogenous "
-                f"columns, got {series.shape[1]} and {n_exogenous}. Set "
+                f"columns, got {n_columns} and {n_exogenous}. Set "
                 "warm_start=False to start afresh."
             )
-        if self.log_transform_ and (series <= 0).any():
-            raise ValueError(
-                "warm_start keeps the fitted log transform, but y now holds "
-                "values <= 0. Set warm_start=False to start afresh."
-            )
-        # The network learned the first series at the scale it was brought
-        # to; a series far beyond that scale would overflow the float32
-        # inputs or blow up the training.
-        largest = np.abs(self._transform(series)).max()
-        if largest > _ORDINARY_MAGNITUDE[1]:
-            raise ValueError(
-                "warm_start keeps the scaling fitted to the first y, under "
-                f"which this y reaches {largest:.3g}, past the 2**64 the "
-                "network's arithmetic allows. Set warm_start=False to start "
-                "afresh."
-            )
 
-    def _resolve_preprocessing(self, series):
-        """Settle the data-dependent settings (the fitted ``*_`` attributes)."""
-        positive = bool((series > 0).all())
-        if self.log_transform == "auto":
-            self.log_transform_ = positive
-        elif self.log_transform and not positive:
-            raise ValueError(
-                "log_transform=True needs a strictly positive series, but y "
-                "holds values <= 0. Use log_transform='auto' or False."
-            )
-        else:
-            self.log_transform_ = bool(self.log_transform)
-        self._magnitude_exponents = magnitude_exponents(
-            np.log(series) if self.log_transform_ else series
-        )
-        transformed = self._transform(series)
-        n_timesteps = len(series)
 
-        if self.seasonal_period == "auto":
-            period = detect_seasonal_period(transformed)
-        else:
-            period = self.seasonal_period
-        self.seasonal_period_ = period
+# The fitted settings shared by all series, kept by warm_start.
+_SETTINGS = (
+    "seasonal_period_",
+    "window_length_",
+    "horizon_",
+    "target_reference_",
+    "calibration_steps_",
+)
 
-        if self.strategy == "recursive":
-            horizon = 1
-        elif self.horizon == "auto":
-            horizon = period if period is not None else None  # set below
-        else:
-            horizon = self.horizon
 
-        if self.window_length == "auto":
-            window_length = 2 * period if period is not None else 10
-            if horizon is None:
-                horizon = max(1, window_length // 2)
-            # Leave enough windows to learn from on a short series, but keep
-            # at least one full season in view.
-            room = n_timesteps - horizon + 1 - _MIN_AUTO_WINDOWS
-            window_length = max(min(window_length, room), period or 2)
-        else:
-            window_length = self.window_length
-            if horizon is None:
-                horizon = max(1, window_length // 2)
-        self.window_length_ = int(window_length)
-        self.horizon_ = int(horizon)
+def _series_name(index, as_list):
+    return f"y[{index}]" if as_list else "y"
 
-        reference = self.target_reference
-        if reference == "auto":
-            use_season = period is not None and period <= self.window_length_
-            reference = "seasonal" if use_season else "last"
-        elif reference == "seasonal":
-            if period is None:
-                raise ValueError(
-                    "target_reference='seasonal' needs a seasonal period, but "
-                    "none was given or detected. Pass seasonal_period=<int> or "
-                    "use target_reference='last'."
-                )
-            if period > self.window_length_:
-                raise ValueError(
-                    f"target_reference='seasonal' needs the window to span a "
-                    f"season: seasonal_period={period} > window_length="
-                    f"{self.window_length_}. Raise window_length or use "
-                    "target_reference='last'."
-                )
-        self.target_reference_ = reference
 
-    def _transform(self, series):
-        logged = np.log(series) if self.log_transform_ else series
-        return np.ldexp(logged, -self._magnitude_exponents)
-
-    def _inverse_transform(self, values):
-        exponents = self._magnitude_exponents
-        # Clipped first so that scaling back cannot overflow.
-        limit = np.ldexp(_LARGEST_FLOAT, -np.maximum(exponents, 0))
-        values = np.ldexp(np.clip(values, -limit, limit), exponents)
-        if self.log_transform_:
-            return np.exp(np.minimum(values, _LOG_LARGEST_FLOAT))
-        return values
-
-    def _scale_exogenous(self, exogenous):
-        if exogenous is None:
-            return None
-        return np.ldexp(exogenous, -self._exogenous_exponents)
-
-    def _network_inputs(self, windows):
-        """Level-free windows for the network, and each target's reference.
-
-        ``windows`` is (n_windows, window_length, n_series + n_exogenous) in
-        the transformed scale; references are (n_windows, horizon, n_series).
-        """
-        values = windows[:, :, : self.n_series_]
-        last = values[:, -1:, :]
-        inputs = windows.copy()
-        inputs[:, :, : self.n_series_] = values - last
-        if self.target_reference_ == "seasonal":
-            period = self.seasonal_period_
-            offsets = self.window_length_ - period + np.arange(self.horizon_) % period
-            references = values[:, offsets, :]
-        else:
-            references = np.repeat(last, self.horizon_, axis=1)
-        return inputs, references
+def _as_output(arrays, as_list, ndim):
+    """Per-series results in the form the series came in."""
+    if ndim == 1:
+        arrays = [values[:, 0] for values in arrays]
+    return arrays if as_list else arrays[0]

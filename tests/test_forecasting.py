@@ -497,7 +497,7 @@ def test_ordinary_series_are_not_rescaled():
         1e-6 * around_zero(),
     ):
         forecaster = LSTMForecaster(**TINY).fit(y)
-        assert forecaster._magnitude_exponents.tolist() == [0]
+        assert forecaster._states[0].scaling.exponents.tolist() == [0]
 
 
 def test_detect_seasonal_period_near_the_float_limits():
@@ -509,10 +509,15 @@ def test_detect_seasonal_period_near_the_float_limits():
     assert detect_seasonal_period(np.full(50, LARGEST)) is None
 
 
-def test_warm_start_refuses_a_series_far_beyond_the_first():
+def test_warm_start_rescales_a_series_far_beyond_the_first():
+    # Each fit takes the scaling of its own series (the network sees them
+    # scale-free), so continuing on a series 1e300 times larger works.
     forecaster = LSTMForecaster(warm_start=True, **TINY).fit(around_zero())
-    with pytest.raises(ValueError, match="warm_start keeps the scaling fitted"):
-        forecaster.fit(1e300 * around_zero())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forecast = forecaster.fit(1e300 * around_zero()).predict(5)
+    assert np.isfinite(forecast).all()
+    assert 1e298 < np.abs(forecast).max() < 1e301
 
 
 def test_future_exogenous_far_beyond_fit_is_refused_naming_X():

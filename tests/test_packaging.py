@@ -44,6 +44,8 @@ PUBLIC_CALLABLES = [
     ),
     forecasting.LSTMForecaster.fit,
     forecasting.LSTMForecaster.predict,
+    forecasting.LSTMForecaster.predict_interval,
+    forecasting.LSTMForecaster.predict_quantiles,
     forecasting.LSTMForecaster.score,
     forecasting.make_windows,
     forecasting.detect_seasonal_period,
