@@ -128,7 +128,7 @@ class Batches:
     ``randperm`` per epoch, as in a hand-written loop. Ragged data is
     bucketed: similar lengths are batched together so that little time is
     spent on padding, and each batch is padded only to its own longest
-    sequence when it is gathered.
+    sequence, rounded up by :func:`padded_length`, when it is gathered.
 
     Parameters
     ----------
@@ -251,8 +251,9 @@ class Batches:
             batch_lengths = data.lengths[indices]
             positions = None
             if not data.equal_lengths:
-                # Gather only the steps this batch needs: up to its longest.
-                n_steps = int(batch_lengths.max())
+                # Gather only the steps this batch needs: up to its longest,
+                # rounded up to a coarse grid.
+                n_steps = padded_length(int(batch_lengths.max()))
                 positions = step_positions(starts, lengths, index, n_steps)
             batch = {}
             for name, values in fields.items():
@@ -281,6 +282,23 @@ def step_positions(starts, lengths, index, n_steps):
     offsets = torch.arange(n_steps, device=starts.device)
     positions = starts[index, None] + offsets
     return positions.masked_fill(offsets >= lengths[index, None], -1)
+
+
+def padded_length(n_steps):
+    """``n_steps`` rounded up to 3 significant bits: 4 sizes per octave.
+
+    Each batch's activations are allocated and freed once per step of
+    training. Were every batch padded to its own longest sequence, ragged
+    data would give nearly every batch a different size, and the C
+    allocator, which keeps freed blocks for reuse rather than returning
+    them, would fragment its heap with blocks that fit no later batch:
+    resident memory grew through an epoch to several times what a batch
+    needs. With a few sizes the freed blocks are reused. Padding never
+    changes an output, and the grid adds under a quarter of a batch's
+    steps, about 8% on average.
+    """
+    step = 1 << max(0, n_steps.bit_length() - 3)
+    return -(-n_steps // step) * step
 
 
 def _length_groups(order, lengths, batch_size):

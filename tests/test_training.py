@@ -5,7 +5,7 @@ import torch
 
 import sklstm._base
 from sklstm import LSTMClassifier, LSTMRegressor
-from sklstm._data import Batches, TensorData
+from sklstm._data import Batches, TensorData, padded_length
 from sklstm._device import prediction_rows
 
 from .conftest import make_classification_sequences
@@ -43,19 +43,33 @@ def test_ragged_batches_waste_little_on_padding():
     )
     useful = int(data.lengths.sum())
     padded_to_longest = len(data) * int(data.lengths.max())
-    assert computed < 1.1 * useful
+    # Bucketing by length, then the grid of padded_length (under 25% each).
+    assert computed < 1.2 * useful
     assert padded_to_longest > 3 * useful
 
 
-def test_batches_are_cut_to_their_longest_sequence():
+def test_batches_are_cut_to_their_longest_sequence_on_a_coarse_grid():
     data = _ragged_data(n_samples=200)
     for inputs, _ in Batches(data, 16, shuffle=False):
-        assert inputs["padded"].shape[1] == int(inputs["lengths"].max())
+        longest = int(inputs["lengths"].max())
+        assert inputs["padded"].shape[1] == padded_length(longest)
+
+
+def test_padded_lengths_are_few_and_close_to_the_longest():
+    lengths = np.arange(1, 5000)
+    padded = np.array([padded_length(int(n)) for n in lengths])
+    assert (padded >= lengths).all()
+    assert (padded < 1.25 * lengths).all()
+    assert (padded[:8] == lengths[:8]).all()
+    # Four sizes per octave: what lets the allocator reuse freed buffers.
+    for octave in range(3, 12):
+        inside = padded[(lengths > 2**octave) & (lengths <= 2 ** (octave + 1))]
+        assert len(np.unique(inside)) == 4
 
 
 def test_ragged_batches_hold_each_sequence_padded_with_zeros():
     # Steps are held back to back; a batch must rebuild exactly what padding
-    # every sequence to the batch's longest would give: values, per-step
+    # every sequence to the batch's (rounded) longest would give: values, per-step
     # targets and weights, all zero after each sequence's end.
     rng = np.random.RandomState(0)
     lengths = torch.from_numpy(rng.randint(1, 30, 90))
@@ -76,7 +90,7 @@ def test_ragged_batches_hold_each_sequence_padded_with_zeros():
         )
         seen = []
         for indices, (inputs, targets) in batches.with_indices():
-            longest = int(inputs["lengths"].max())
+            longest = padded_length(int(inputs["lengths"].max()))
             assert inputs["padded"].shape == (len(indices), longest, 3)
             for row, sequence in enumerate(torch.as_tensor(indices).tolist()):
                 start, length = int(starts[sequence]), int(lengths[sequence])
