@@ -57,7 +57,7 @@ def _state(estimator):
 
 # ---------------------------------------------------------------------------
 # What each process runs.
-def _worker(out):
+def _worker(out, device):
     import torch.distributed as dist
 
     import sklstm
@@ -72,13 +72,14 @@ def _worker(out):
     # by partial_fit, which is data-parallel too.
     for precision in ("32", "64"):
         reg = LSTMRegressor(
-            **NETWORK, batch_size=PER_PROCESS_BATCH, precision=precision
+            **NETWORK, batch_size=PER_PROCESS_BATCH, precision=precision, device=device
         ).fit(X, y)
         results[f"regressor{precision}"] = _state(reg)
         results[f"predictions{precision}"] = reg.predict(X)
     reg.partial_fit(X, y)
     results["partial_fit"] = _state(reg)
     results["n_iter"] = reg.n_iter_
+    results["device"] = str(reg.device_)
 
     # The fitted estimator works like any other: saved, loaded, pickled.
     path = Path(out) / f"model{rank}.sklstm"
@@ -98,6 +99,7 @@ def _worker(out):
         n_iter_no_change=2,
         n_threads=1,
         random_state=None,  # each process draws its own; rank 0's wins
+        device=device,
     ).fit(Xr, yr)
     results["classifier"] = _state(clf)
     results["classifier_scores"] = clf.validation_scores_
@@ -107,7 +109,7 @@ def _worker(out):
     # Different data in one process: every process refuses.
     y_mine = y if rank == 0 else y[::-1].copy()
     try:
-        LSTMRegressor(**NETWORK).fit(X, y_mine)
+        LSTMRegressor(**NETWORK, device=device).fit(X, y_mine)
     except ValueError as exc:
         results["mismatch"] = str(exc)
 
@@ -123,11 +125,10 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
+def _launch(out, device):
+    """Run ``_worker`` in N_PROCESSES processes; each one's results."""
     if not (torch.distributed.is_available() and torch.distributed.is_gloo_available()):
         pytest.skip("torch.distributed with the gloo backend is not available")
-    out = tmp_path_factory.mktemp("distributed")
     repository = str(Path(__file__).resolve().parents[1])
     environment = {
         **os.environ,
@@ -145,6 +146,7 @@ def ranks(tmp_path_factory):
         f"--master_port={_free_port()}",
         __file__,
         str(out),
+        device,
     ]
     result = subprocess.run(
         command, env=environment, capture_output=True, text=True, timeout=300
@@ -155,6 +157,11 @@ def ranks(tmp_path_factory):
         with open(out / f"rank{rank}.pkl", "rb") as file:
             loaded.append(pickle.load(file))
     return loaded
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    return _launch(tmp_path_factory.mktemp("distributed"), "cpu")
 
 
 def _assert_same_state(first, second, **tolerance):
@@ -196,7 +203,10 @@ def test_matches_one_process_with_the_same_effective_batch(ranks, precision, ato
 
     X, y = _regression_data()
     reference = LSTMRegressor(
-        **NETWORK, batch_size=N_PROCESSES * PER_PROCESS_BATCH, precision=precision
+        **NETWORK,
+        batch_size=N_PROCESSES * PER_PROCESS_BATCH,
+        precision=precision,
+        device="cpu",
     ).fit(X, y)
     _assert_same_state(
         ranks[0][f"regressor{precision}"], _state(reference), rtol=0, atol=atol
@@ -242,5 +252,29 @@ def test_launched_without_a_process_group_warns(monkeypatch):
         LSTMRegressor(**{**NETWORK, "max_epochs": 1}, distributed=False).fit(X, y)
 
 
+@pytest.mark.gpu
+def test_data_parallel_on_cuda(tmp_path):
+    # gloo moves CUDA tensors too, and lets two processes share one GPU
+    # (nccl wants a GPU each), so this runs wherever there is one.
+    first, second = _launch(tmp_path, "auto")
+    assert first["device"].startswith("cuda")
+    for key in ("regressor32", "regressor64", "partial_fit", "classifier"):
+        _assert_same_state(first[key], second[key])
+    assert first["classifier_scores"] == second["classifier_scores"]
+    assert "rank(s) [1] differ" in first.get("mismatch", "")
+
+    # float64, where no TF32 or kernel choice blurs the comparison.
+    from sklstm import LSTMRegressor
+
+    X, y = _regression_data()
+    reference = LSTMRegressor(
+        **NETWORK,
+        batch_size=N_PROCESSES * PER_PROCESS_BATCH,
+        precision="64",
+        device=first["device"],
+    ).fit(X, y)
+    _assert_same_state(first["regressor64"], _state(reference), rtol=0, atol=1e-9)
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _worker(*sys.argv[1:])
