@@ -8,6 +8,11 @@ sequences / the slowest process's fit, start to end; the launcher's and
 imports' start-up is not counted). ``batch_size`` is per process, so a row
 with k processes takes k times as many sequences per optimiser step; the
 row "1 process" with ``batch k x b`` takes the same steps as k processes.
+The last row ("none") runs k processes that exchange nothing, each fitting
+its own 1/k of the sequences alone (``distributed=False``): the time k
+processes would take with free gradient exchange, so the gap to it is the
+exchange's cost, and its gap to the first row is the machine's (cores or
+memory bandwidth shared, other work running).
 
 On the CPU every process runs with one thread and the gloo backend. With
 ``--device cuda`` each process takes the GPU of its local rank and the nccl
@@ -59,6 +64,10 @@ def _worker(config):
         n_threads=1 if config["device"] == "cpu" else "auto",
         random_state=0,
     )
+    if config["alone"]:
+        clf.set_params(distributed=False)
+        share = slice(dist.get_rank(), None, dist.get_world_size())
+        X, y = X[share], y[share]
     dist.barrier()
     start = time.perf_counter()
     clf.fit(X, y)
@@ -135,9 +144,11 @@ def main():
     )
     rows = []
     for n_processes in args.processes:
-        rows.append((n_processes, args.batch))
-        if n_processes > 1 and (1, n_processes * args.batch) not in rows:
-            rows.insert(-1, (1, n_processes * args.batch))
+        rows.append((n_processes, args.batch, False))
+        if n_processes > 1 and (1, n_processes * args.batch, False) not in rows:
+            rows.insert(-1, (1, n_processes * args.batch, False))
+    if max(args.processes) > 1:
+        rows.append((max(args.processes), args.batch, True))
     header = (
         f"{'processes':>9} {'backend':>8} {'batch':>6} {'per step':>8} "
         f"{'fit s':>7} {'seq/s':>8} {'speed-up':>8}"
@@ -145,21 +156,22 @@ def main():
     print(header)
     print("-" * len(header))
     baseline = None
-    for n_processes, batch in rows:
+    for n_processes, batch, alone in rows:
         if args.device == "cpu":
             backend = "gloo"
         else:
             # nccl needs a GPU per process; shared GPUs go over gloo.
             backend = "nccl" if n_gpus >= n_processes else "gloo"
-        config = dict(vars(args), batch=batch, backend=backend, processes=n_processes)
+        config = dict(vars(args), batch=batch, backend=backend, alone=alone)
         config.pop("worker")
         result = time_fit(config, n_processes)
         throughput = args.epochs * args.samples / result["seconds"]
         if baseline is None:
             baseline = throughput
         print(
-            f"{n_processes:>9} {backend:>8} {batch:>6} "
-            f"{n_processes * batch:>8} {result['seconds']:>7.1f} "
+            f"{n_processes:>9} {'none' if alone else backend:>8} {batch:>6} "
+            f"{batch if alone else n_processes * batch:>8} "
+            f"{result['seconds']:>7.1f} "
             f"{throughput:>8.0f} {throughput / baseline:>7.2f}x",
             flush=True,
         )
