@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one call: the CUDA tests, the GPU overhead benchmark,
-# the streaming benchmark (resident vs streamed data) and default fit time
-# by sequence length.
+# the streaming benchmark (resident vs streamed data), default fit time
+# by sequence length and data-parallel throughput (1 vs 2 processes).
 #
 # On the team's lent GPU machines torch is installed but skorch is not, so
 # skorch travels as a wheel, and scikit-learn too, so that the GPU run uses
@@ -48,7 +48,8 @@ PY
 # Each step has its own time limit, so a hung test cannot eat the
 # benchmark's share of a short GPU lease.
 echo "## GPU tests"
-timeout 180 python3 -m pytest -p no:cacheprovider -q -rs tests/test_gpu.py
+timeout 240 python3 -m pytest -p no:cacheprovider -q -rs tests/test_gpu.py \
+    tests/test_distributed.py
 tests_status=$?
 
 echo "## GPU overhead (hidden 256, T=100, F=32, N=100,000)"
@@ -63,6 +64,16 @@ echo "## Fit time and prediction by sequence length"
 timeout 200 python3 benchmarks/scaling.py --device cuda --lengths 100 500 2000
 scaling_status=$?
 
+# With one GPU the two processes share it (over gloo), and the table says
+# so: that row measures the gradient exchange's cost, not a speed-up.
+echo "## Data-parallel training (torchrun, 1 vs 2 processes)"
+timeout 240 python3 benchmarks/distributed.py --device cuda --processes 1 2 \
+    --samples 20000 --timesteps 100 --features 32 --hidden 256 --batch 256 \
+    --epochs 2
+distributed_status=$?
+
 echo "tests exit ${tests_status}, benchmark exit ${bench_status}," \
-    "streaming exit ${stream_status}, scaling exit ${scaling_status}"
-exit $(( tests_status || bench_status || stream_status || scaling_status ))
+    "streaming exit ${stream_status}, scaling exit ${scaling_status}," \
+    "distributed exit ${distributed_status}"
+exit $(( tests_status || bench_status || stream_status || scaling_status \
+    || distributed_status ))

@@ -22,8 +22,8 @@ from ._device import (
     cpu_threads,
     is_out_of_memory,
     prediction_rows,
-    resolve_device,
 )
+from ._distributed import agree_on_fit, data_parallel, training_device
 from ._model_file import write_model_file
 from ._network import RecurrentNetwork
 from ._sequences import (
@@ -149,6 +149,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "device": [str],
         "precision": [StrOptions({"32", "64", "bf16-mixed", "16-mixed"})],
         "n_threads": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "distributed": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [None, list],
@@ -192,6 +193,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         device,
         precision,
         n_threads,
+        distributed,
         random_state,
         verbose,
         callbacks,
@@ -230,6 +232,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.device = device
         self.precision = precision
         self.n_threads = n_threads
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
@@ -356,13 +359,32 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             y, sequences, reset=not continuing, classes=classes
         )
         sample_weight = self._check_sample_weight(sample_weight, sequences)
-        device = resolve_device(self.device)
+        group = data_parallel(self.distributed)
+        device = training_device(self.device, group)
         check_precision(self.precision, device)
         if continuing:
             seed = self._seed + len(self.net_.history)
         else:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         weights = self._step_weights(targets, sample_weight, sequences, target_state)
+        if group is not None:
+            # One seed for all processes (random_state=None draws one in
+            # each): the same split, initial weights and batch order.
+            seed = agree_on_fit(
+                group,
+                seed,
+                sequences.n_samples,
+                [
+                    sequences.steps,
+                    sequences.lengths,
+                    sequences.codes,
+                    sequences.static,
+                    sequences.static_codes,
+                    targets,
+                    weights,
+                ],
+                device,
+            )
 
         use_validation = not incremental and self._early_stopping_on(
             sequences.n_samples
@@ -422,6 +444,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 valid_rows,
                 epochs=epochs,
                 weighted=self._weighted_rows(weights, train_rows, valid_rows),
+                data_parallel=group,
             )
         except BaseException as exc:
             n_epochs = len(net.history)

@@ -79,6 +79,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {device}
     {precision}
     {n_threads}
+    {distributed}
     {random_state}
     {verbose}
     {callbacks}
@@ -167,6 +168,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         device="auto",
         precision="32",
         n_threads="auto",
+        distributed="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -206,6 +208,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             device=device,
             precision=precision,
             n_threads=n_threads,
+            distributed=distributed,
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,

@@ -152,6 +152,12 @@ class Batches:
         the given order, each pool sorted by length and cut into batches of
         equal sizes; skorch averages validation losses per batch, so
         validation keeps the batches training has always had.
+    shard : tuple of int, default=(0, 1)
+        ``(rank, world_size)``: this process's share of a data-parallel
+        epoch. Every process cuts the epoch into the same batches, a
+        multiple of ``world_size`` of them; each optimiser step takes
+        ``world_size`` neighbouring batches, one per process, and this
+        process yields the ``rank``-th of each. ``(0, 1)``: all batches.
     """
 
     def __init__(
@@ -163,6 +169,7 @@ class Batches:
         generator=None,
         device=None,
         by_length=False,
+        shard=(0, 1),
     ):
         self.data = data
         self.batch_size = batch_size
@@ -170,11 +177,14 @@ class Batches:
         self.generator = generator
         self.device = torch.device(device) if device is not None else None
         self.by_length = by_length
+        self.shard = shard
 
     def __len__(self):
         if self.by_length and not self.shuffle and not self.data.equal_lengths:
             return len(self._batch_indices())
-        return math.ceil(len(self.data) / self.batch_size)
+        # Ragged pools hold a whole number of steps' batches, so this holds
+        # for them too.
+        return math.ceil(len(self.data) / (self.batch_size * self.shard[1]))
 
     def _epoch_generator(self):
         if self.generator is not None or not self.shuffle:
@@ -184,7 +194,9 @@ class Batches:
 
     def _batch_indices(self):
         n_samples = len(self.data)
-        if not self.shuffle and self.data.equal_lengths and self.data.rows is None:
+        rank, world_size = self.shard
+        in_order = not self.shuffle and world_size == 1
+        if in_order and self.data.equal_lengths and self.data.rows is None:
             # In order and uncut: plain slices, whose batches are views.
             return [
                 slice(start, min(start + self.batch_size, n_samples))
@@ -198,18 +210,21 @@ class Batches:
         if self.data.rows is not None:
             order = self.data.rows[order]
         if self.data.equal_lengths:
-            return _even_split(order, self.batch_size)
+            batches = _even_split(order, self.batch_size, world_size)
+            return batches[rank::world_size]
         if self.by_length and not self.shuffle:
             return _length_groups(order, self.data.lengths, self.batch_size)
-        pool_size = self.batch_size * _BUCKET_POOL_BATCHES
+        pool_size = self.batch_size * world_size * _BUCKET_POOL_BATCHES
         batches = []
         for pool in torch.split(order, pool_size):
             by_length = pool[torch.argsort(self.data.lengths[pool], stable=True)]
-            batches.extend(_even_split(by_length, self.batch_size))
+            batches.extend(_even_split(by_length, self.batch_size, world_size))
+        # Whole steps are shuffled: the batches of one step, cut from
+        # neighbouring lengths, keep the processes' step times alike.
+        steps = torch.arange(len(batches) // world_size)
         if self.shuffle:
-            shuffled = torch.randperm(len(batches), generator=generator)
-            batches = [batches[i] for i in shuffled.tolist()]
-        return batches
+            steps = torch.randperm(len(steps), generator=generator)
+        return [batches[step * world_size + rank] for step in steps.tolist()]
 
     def __iter__(self):
         for _, batch in self.with_indices():
@@ -336,16 +351,22 @@ def _index_tensors(batch_indices):
     return bool(batch_indices) and not isinstance(batch_indices[0], slice)
 
 
-def _even_split(order, batch_size):
+def _even_split(order, batch_size, multiple=1):
     """Split into as few batches as ``batch_size`` allows, of equal sizes.
 
     67 sequences in batches of 16 become 14+14+13+13+13 rather than
     16+16+16+16+3: a 3-sequence batch gives batch norm noisy statistics and
-    the optimiser one noisy step per epoch.
+    the optimiser one noisy step per epoch. The number of batches is a
+    multiple of ``multiple`` (the processes of a data-parallel fit, which
+    each take one batch per step).
     """
     if len(order) == 0:
         return []
-    n_batches = math.ceil(len(order) / batch_size)
+    n_batches = multiple * math.ceil(len(order) / (batch_size * multiple))
+    if n_batches > len(order):
+        # Fewer sequences than processes need batches: some are repeated,
+        # as torch's DistributedSampler pads, so that no batch is empty.
+        order = order[torch.arange(n_batches) % len(order)]
     return list(torch.tensor_split(order, n_batches))
 
 

@@ -92,20 +92,23 @@ def resolve_device(device):
 _STREAMS = ("weights", "dropout", "shuffle")
 
 
-def stream_seed(seed, stream):
+def stream_seed(seed, stream, process=0):
     """The seed of the ``stream`` of random draws of a fit seeded by ``seed``.
 
-    ``stream`` is one of "weights", "dropout" and "shuffle".
+    ``stream`` is one of "weights", "dropout" and "shuffle". ``process``
+    (a data-parallel rank) gives each process of one fit a stream of its
+    own; process 0 draws what a fit in a single process draws.
     """
-    entropy = np.random.SeedSequence([seed, _STREAMS.index(stream)])
+    key = [seed, _STREAMS.index(stream)] + ([process] if process else [])
+    entropy = np.random.SeedSequence(key)
     # 63 bits: any torch generator takes it, and it survives int64 tensors.
     return int(entropy.generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
-def new_generator(seed, stream, device="cpu"):
+def new_generator(seed, stream, device="cpu", process=0):
     """A torch generator on ``device`` for the ``stream`` of a fit's draws."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(stream_seed(seed, stream))
+    generator.manual_seed(stream_seed(seed, stream, process))
     return generator
 
 

@@ -195,6 +195,28 @@ n_threads : int or "auto"
     so on a busy machine "auto" takes one. Some torch kernels sum in a
     different order with another thread count, so for fits that must
     match bit for bit across runs and machines, set an int.
+distributed : bool or "auto"
+    Data-parallel training of one model by several processes, each on its
+    own device, launched by ``torchrun`` (e.g. ``torchrun
+    --nproc_per_node=2 train.py``) in a script that calls
+    ``torch.distributed.init_process_group()`` before ``fit``. Every
+    process calls ``fit`` (or ``partial_fit``) with the same, whole data;
+    each trains on its own share of every epoch's mini-batches, the
+    gradients are averaged over the processes after each backward pass,
+    and all of them end with the same fitted estimator. ``batch_size`` is
+    per process, so a step takes ``batch_size * world_size`` sequences in
+    all: a fit with ``batch_size=b`` in ``k`` processes matches a
+    single-process fit with ``batch_size=k * b`` (up to rounding, for
+    networks without batch norm and equal shares of unweighted sequences;
+    otherwise each process's share weighs equally in the step, as in
+    ``DistributedDataParallel``). An epoch has a multiple of ``k``
+    batches; when there are fewer sequences than that needs, some are
+    repeated. Validation for early stopping runs on all held-out sequences
+    in every process, and all take rank 0's scores. With ``device="auto"``
+    each process uses the GPU of its ``LOCAL_RANK``. "auto": train
+    data-parallel when the default process group is initialised with more
+    than one process; True: require one; False: train in this process
+    alone (for fits each process runs on its own data, or in threads).
 random_state : int, RandomState instance or None
     Seeds weight initialisation, shuffling, dropout and the validation
     split; an int makes fits reproducible, also when several run at once

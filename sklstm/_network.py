@@ -486,6 +486,11 @@ class GeneratorDropout(nn.Module):
     device. It is neither in the state dict nor pickled.
     """
 
+    # The data-parallel rank whose stream of masks this draws from (see
+    # draw_for_process); a class default, so that modules pickled before
+    # it existed still load.
+    process = 0
+
     def __init__(self, p, seed):
         super().__init__()
         self.p = p
@@ -501,12 +506,25 @@ class GeneratorDropout(nn.Module):
         state["_generator"] = None
         return state
 
+    def draw_for_process(self, rank):
+        """Draw masks from data-parallel process ``rank``'s own stream.
+
+        Every process of a data-parallel fit holds the same module, seed
+        included; without this, the shards of one step would all get the
+        same masks, row for row. Rank 0 draws what a single process draws.
+        """
+        if rank:
+            self.process = rank
+        else:
+            self.__dict__.pop("process", None)
+        self._generator = None
+
     def forward(self, values):
         if not self.training or not self.p:
             return values
         generator = self._generator
         if generator is None or generator.device != values.device:
-            generator = new_generator(self.seed, "dropout", values.device)
+            generator = new_generator(self.seed, "dropout", values.device, self.process)
             self._generator = generator
         keep = 1.0 - self.p
         mask = torch.empty_like(values).bernoulli_(keep, generator=generator)

@@ -61,6 +61,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     {device}
     {precision}
     {n_threads}
+    {distributed}
     {random_state}
     {verbose}
     {callbacks}
@@ -142,6 +143,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         device="auto",
         precision="32",
         n_threads="auto",
+        distributed="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -181,6 +183,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             device=device,
             precision=precision,
             n_threads=n_threads,
+            distributed=distributed,
             random_state=random_state,
             verbose=verbose,
             callbacks=callbacks,

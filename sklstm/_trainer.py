@@ -7,8 +7,12 @@ split by ``train_split`` and batched by ``iterator_train`` /
 ``iterator_valid`` (:class:`~sklstm._data.Batches`); :class:`SequenceNet`
 overrides ``initialize_module``, ``infer``, ``get_loss`` and the three step
 methods (for float16 loss scaling and to skip per-batch work the optimizers
-offered here do not need); everything else sklstm
-needs per epoch (the validation score, divergence, progress) is a callback.
+offered here do not need), and, for data-parallel fits
+(:mod:`sklstm._distributed`), ``get_iterator`` (each process's share of the
+batches), ``train_step`` (gradients averaged over the processes) and
+``run_single_epoch`` (batch-norm statistics averaged); everything else
+sklstm needs per epoch (the validation score, divergence, progress, the
+processes' agreement on scores) is a callback.
 So a stock skorch callback passed in ``callbacks`` sees the net, its history
 (per batch too) and its events exactly as skorch documents them.
 """
@@ -41,6 +45,13 @@ from ._device import (
     out_of_memory,
     release_cached_memory,
 )
+from ._distributed import (
+    average_gradients,
+    average_running_statistics,
+    broadcast_module,
+    broadcast_values,
+)
+from ._network import GeneratorDropout
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -93,6 +104,9 @@ class SequenceNet(NeuralNet):
     # The float16 loss scaler, set by ``train`` for one fit only: a fitted
     # net carries no device state besides its module and optimizer.
     grad_scaler = None
+    # This process's DataParallel place, set by ``train`` for one
+    # data-parallel fit only (see sklstm._distributed); None: training alone.
+    data_parallel = None
 
     def __init__(self, module, *args, precision="32", seed=0, **kwargs):
         super().__init__(module, *args, **kwargs)
@@ -131,7 +145,19 @@ class SequenceNet(NeuralNet):
             # this net's seed, not from torch's global one. sklstm builds a
             # net, with a seed of its own, for every fit and partial_fit.
             iterator.generator = new_generator(self.seed, "shuffle")
+        if training and self.data_parallel is not None:
+            # Every process draws the same batches (same seed), and takes
+            # its own share of each step's.
+            group = self.data_parallel
+            iterator.shard = (group.rank, group.world_size)
         return iterator
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        if training and self.data_parallel is not None:
+            # Before validation (or prediction) reads them, the processes'
+            # running statistics, each from its own shards, become one.
+            average_running_statistics(self.module_, self.data_parallel.world_size)
 
     def infer(self, x, **fit_params):
         # Unlike skorch's infer, the lengths stay on the CPU where the
@@ -175,6 +201,14 @@ class SequenceNet(NeuralNet):
         # on_grad_computed before the step, with true (unscaled) gradients.
         self.optimizer_.zero_grad()
         step = self.train_step_single(batch, **fit_params)
+        if self.data_parallel is not None:
+            # Before anything reads the gradients (clipping, the scaler's
+            # overflow check, the step): every process then does the same.
+            step["loss"] = average_gradients(
+                self.module_.parameters(),
+                step["loss"],
+                self.data_parallel.world_size,
+            )
         scaler = self.grad_scaler
         if scaler is not None:
             scaler.unscale_(self.optimizer_)
@@ -218,6 +252,32 @@ class ValidationScore(Callback):
         if self.collected_:
             net.history.record("valid_score", self.score_fn(self.collected_))
         self.collected_ = []
+
+
+class RankAgreement(Callback):
+    """In a data-parallel fit, every process records rank 0's epoch scores.
+
+    Processes hold the same weights, but each records the training loss
+    over its own batches, and validation on different hardware may round
+    differently: decisions taken from these scores (early stopping, the
+    plateau schedule, divergence) must be the same in every process, or
+    one would stop while the others wait for it. Does nothing otherwise.
+    """
+
+    _SCORES = ("train_loss", "valid_loss", "valid_score")
+
+    def on_epoch_end(self, net, **kwargs):
+        if net.data_parallel is None:
+            return
+        row = net.history[-1]
+        names = [name for name in self._SCORES if name in row]
+        if not names:
+            return
+        values = broadcast_values(
+            [row[name] for name in names], torch.device(net.device)
+        )
+        for name, value in zip(names, values, strict=True):
+            net.history.record(name, value)
 
 
 class DivergenceCheck(Callback):
@@ -372,6 +432,7 @@ def build_net(
     """The skorch net for an estimator's settings (not yet initialised)."""
     steps = [
         ("valid_score", ValidationScore(score_fn)),
+        ("rank_agreement", RankAgreement()),
         ("diverged", DivergenceCheck(loss_limit)),
     ]
     if gradient_clip is not None:
@@ -451,11 +512,24 @@ class _RowSplit:
         )
 
 
-def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
+def train(
+    net,
+    data,
+    train_rows,
+    valid_rows,
+    *,
+    epochs,
+    weighted=(True, True),
+    data_parallel=None,
+):
     """Train ``net`` for ``epochs`` epochs on ``data``; True if interrupted.
 
     ``valid_rows`` (or None) are held out for validation. ``weighted`` says,
     for training and validation rows, whether their weights differ from 1.
+    ``data_parallel`` (a :class:`~sklstm._distributed.DataParallel`) trains
+    this process's share of a data-parallel fit: every process passes the
+    same data and an identically built net, and all end with the same
+    weights; validation runs on all ``valid_rows`` in every process.
     Raises :class:`TrainingDiverged` when the loss explodes or the weights
     become non-finite, and :class:`~sklstm._device.DeviceOutOfMemoryError` when a
     batch does not fit in memory (with the failed batch's memory released);
@@ -470,8 +544,12 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
     n_epochs_before = len(net.history)
     net.set_params(train_split=split, max_epochs=epochs)
     net.grad_scaler = new_grad_scaler(net.precision, torch.device(net.device))
+    net.data_parallel = data_parallel
     failure = None
     try:
+        if data_parallel is not None:
+            broadcast_module(net.module_)
+            _draw_dropout_for(net.module_, data_parallel.rank)
         # skorch's partial_fit: on_train_begin, the epochs, on_train_end;
         # an interrupt (the user's, or a callback's stop) ends it quietly.
         net.partial_fit(dataset)
@@ -483,6 +561,9 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
         # The fitted net keeps no reference to this fit's data.
         net.set_params(train_split=None)
         net.grad_scaler = None
+        if data_parallel is not None:
+            net.data_parallel = None
+            _draw_dropout_for(net.module_, 0)
     if failure is not None:
         # Raised out here, where the failed batch's activations are already
         # free; gradients go too, so a retry with a smaller batch_size in the
@@ -508,6 +589,12 @@ def train(net, data, train_rows, valid_rows, *, epochs, weighted=(True, True)):
     # Prediction then never has to switch modes on a shared module.
     net.module_.eval()
     return interrupted
+
+
+def _draw_dropout_for(module, rank):
+    for layer in module.modules():
+        if isinstance(layer, GeneratorDropout):
+            layer.draw_for_process(rank)
 
 
 def parameters_finite(module):

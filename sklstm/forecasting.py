@@ -227,6 +227,7 @@ class LSTMForecaster(BaseEstimator):
     {device}
     {precision}
     {n_threads}
+    {distributed}
     {random_state}
         The calibration network uses it too.
     {verbose}
@@ -360,6 +361,7 @@ class LSTMForecaster(BaseEstimator):
         device="auto",
         precision="32",
         n_threads="auto",
+        distributed="auto",
         random_state=None,
         verbose=0,
         callbacks=None,
@@ -399,6 +401,7 @@ class LSTMForecaster(BaseEstimator):
         self.device = device
         self.precision = precision
         self.n_threads = n_threads
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks

@@ -144,6 +144,55 @@ def test_shuffled_epochs_differ_and_are_reproducible():
     assert epoch_orders(0) == [first, second]
 
 
+def _shards(data, batch_size, world_size, seed=0):
+    """Each process's batches (target lists) of one data-parallel epoch."""
+    shards = []
+    for rank in range(world_size):
+        batches = Batches(
+            data,
+            batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+            shard=(rank, world_size),
+        )
+        shards.append([targets.tolist() for _, targets in batches])
+        assert len(shards[-1]) == len(batches)
+    return shards
+
+
+def test_data_parallel_steps_are_the_single_process_batches():
+    # Equal lengths: the batches of step j, one per process, together are
+    # the single process's batch j at world_size times the batch size.
+    X, y = make_classification_sequences(n_samples=64)
+    data = TensorData(
+        steps=torch.from_numpy(X.reshape(-1, X.shape[2])),
+        lengths=torch.full((64,), X.shape[1]),
+        targets=torch.arange(64),
+    )
+    shards = _shards(data, 8, 2)
+    single = _shards(data, 16, 1)[0]
+    assert [len(shard) for shard in shards] == [4, 4]
+    assert [a + b for a, b in zip(*shards, strict=True)] == single
+
+
+def test_data_parallel_shards_cover_each_sequence_once_in_equal_steps():
+    data = _ragged_data(n_samples=300)
+    shards = _shards(data, 16, 3)
+    assert len({len(shard) for shard in shards}) == 1
+    seen = [target for shard in shards for batch in shard for target in batch]
+    assert sorted(seen) == list(range(300))
+    assert max(len(batch) for shard in shards for batch in shard) <= 16
+
+
+def test_data_parallel_shards_repeat_sequences_only_when_too_few():
+    # Three sequences for four processes: each still gets a batch.
+    data = _ragged_data(n_samples=3)
+    shards = _shards(data, 16, 4)
+    assert [len(shard) for shard in shards] == [1, 1, 1, 1]
+    seen = [target for shard in shards for batch in shard for target in batch]
+    assert len(seen) == 4 and set(seen) == {0, 1, 2}
+
+
 def test_user_callbacks_still_hear_every_batch_and_gradient():
     from skorch.callbacks import Callback
 
