@@ -283,11 +283,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Labels to stratify the validation split by; None for a random one."""
         return None
 
-    def _stop_on_loss(self):
-        """Whether early stopping watches the validation loss rather than
-        the validation score."""
-        return False
-
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
         """State learned from the validation rows by ``net``, a fit's newly
         trained net, before the fit stores anything; None when there is
@@ -805,7 +800,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             tol=self.tol,
             use_validation=use_validation,
             score_fn=self._validation_score,
-            stop_on_loss=self._stop_on_loss(),
             loss_limit=_EXPLODED
             * max(1.0, self._criterion.chance_loss(module_kwargs["n_outputs"])),
             verbose=self.verbose,

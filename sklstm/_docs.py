@@ -179,10 +179,9 @@ interval_width : {"constant", "adaptive"}
     per target, trained beside the squared error on a Laplace likelihood of
     the training errors), and each interval is that expected error times a
     factor calibrated on the validation split: narrow where the targets are
-    predictable, wide where they are noisy. Early stopping then watches the
-    validation loss, which scores the expected errors too, rather than the
-    score; ``dropout`` acts between recurrent layers only, as its masks
-    would blur the errors the scales learn from. The scales learn from
+    predictable, wide where they are noisy. ``dropout`` then acts between
+    recurrent layers only, as its masks would blur the errors the scales
+    learn from. The scales learn from
     training errors: a network that memorises its training targets (many
     weights, few sequences) learns little of how noise varies, and its
     intervals stay close to constant, calibrated all the same. Both give

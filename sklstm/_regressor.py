@@ -347,11 +347,6 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             changes.append(f"interval_width ({fitted!r} -> {self.interval_width!r})")
         return changes
 
-    def _stop_on_loss(self):
-        # The log-scales keep learning after R^2 has peaked: the loss, which
-        # scores them too, says when they stop improving.
-        return self.interval_width == "adaptive"
-
     def _prediction_head(self):
         return TargetScale(
             self._target_mean,

@@ -362,7 +362,6 @@ def build_net(
     tol,
     use_validation,
     score_fn,
-    stop_on_loss=False,
     loss_limit=None,
     verbose,
     callbacks,
@@ -370,11 +369,7 @@ def build_net(
     precision,
     seed,
 ):
-    """The skorch net for an estimator's settings (not yet initialised).
-
-    Early stopping watches the validation score (``score_fn``), or with
-    ``stop_on_loss`` the validation loss.
-    """
+    """The skorch net for an estimator's settings (not yet initialised)."""
     steps = [
         ("valid_score", ValidationScore(score_fn)),
         ("diverged", DivergenceCheck(loss_limit)),
@@ -402,8 +397,8 @@ def build_net(
             (
                 "early_stopping",
                 ValidationEarlyStopping(
-                    monitor="valid_loss" if stop_on_loss else "valid_score",
-                    lower_is_better=stop_on_loss,
+                    monitor="valid_score",
+                    lower_is_better=False,
                     patience=n_iter_no_change,
                     threshold=tol,
                     threshold_mode="abs",
