@@ -425,7 +425,6 @@ FITTED_STATE = {
     ),
 }
 
-
 # What the network's output layer must produce, from the fitted fields.
 _NETWORK_OUTPUTS = {
     "LSTMClassifier": ("the number of classes", lambda fields: len(fields["classes"])),
