@@ -277,9 +277,23 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         The ONNX export appends it to the network.
         """
 
+    def _extra_network_arguments(self, target_state):
+        """Network arguments only this estimator passes (none by default:
+        files then name no argument an earlier sklstm does not know)."""
+        return {}
+
     def _stratify_labels(self, targets):
         """Labels to stratify the validation split by; None for a random one."""
         return None
+
+    def _calibrate(self, net, sequences, targets, weights, valid_rows):
+        """State learned from the validation rows by ``net``, a fit's newly
+        trained net, before the fit stores anything; None when there is
+        none. ``valid_rows`` is None when the fit held nothing out."""
+        return None
+
+    def _store_calibration(self, calibration):
+        """Keep what :meth:`_calibrate` returned as fitted attributes."""
 
     # ------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -455,6 +469,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     exc, "train", device, batch_size=net.batch_size
                 ) from None
             raise
+        # Before anything is stored: if this fails, the estimator keeps the
+        # model it had.
+        calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
 
         self.net_ = net
         self._seed = seed
@@ -464,6 +481,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._train_steps = train_steps
             self._use_validation = use_validation
         self._store_target_state(target_state)
+        self._store_calibration(calibration)
         record_features(self, sequences)
         self._layout, categories = tabular_state
         if categories is None:
@@ -750,6 +768,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         module_kwargs = dict(
             n_inputs=sequences.n_features,
             n_outputs=self._n_outputs(target_state),
+            **self._extra_network_arguments(target_state),
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
             bidirectional=self.bidirectional,
@@ -916,6 +935,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         :func:`sklstm._trainer.predict_outputs`).
         """
         check_prediction_precision(self.net_.precision, torch.device(self.net_.device))
+        with cpu_threads(self.n_threads):
+            return self._outputs_of(self.net_, sequences, transform)
+
+    def _outputs_of(self, net, sequences, transform=None):
+        """Outputs of ``net`` (the fitted net, or one a fit has just trained),
+        float64, for validated sequences, within the caller's thread setting."""
         data = TensorData(
             steps=torch.from_numpy(sequences.steps),
             lengths=torch.from_numpy(sequences.lengths),
@@ -923,16 +948,15 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             **tabular_tensors(sequences),
         )
         batch_size = prediction_rows(
-            self.net_.module_,
-            torch.device(self.net_.device),
+            net.module_,
+            torch.device(net.device),
             sequences.max_length,
             cpu_rows=_PREDICT_BATCH_SIZE,
         )
         try:
-            with cpu_threads(self.n_threads):
-                outputs = predict_outputs(self.net_, data, batch_size, transform)
+            outputs = predict_outputs(net, data, batch_size, transform)
         except DeviceOutOfMemoryError as exc:
-            raise self._out_of_memory_error(exc, "predict", self.net_.device) from None
+            raise self._out_of_memory_error(exc, "predict", net.device) from None
         if not np.isfinite(outputs).all():
             raise ValueError(
                 "The network produced non-finite outputs for this X. Its "

@@ -169,6 +169,23 @@ n_iter_no_change : int
 tol : float
     Smallest improvement of the validation score that counts for early
     stopping.
+interval_width : {"constant", "adaptive"}
+    How ``predict_interval`` and ``predict_quantiles`` size their
+    intervals, which the validation split of ``early_stopping`` calibrates
+    either way (split conformal prediction: see the Notes). "constant": the
+    same width for every prediction of an output, from the absolute errors
+    on the validation split. "adaptive": the network also learns, for each
+    output, the absolute error to expect for each input (one more output
+    per target, trained beside the squared error on a Laplace likelihood of
+    the training errors), and each interval is that expected error times a
+    factor calibrated on the validation split: narrow where the targets are
+    predictable, wide where they are noisy. ``dropout`` then acts between
+    recurrent layers only, as its masks would blur the errors the scales
+    learn from. The scales learn from
+    training errors: a network that memorises its training targets (many
+    weights, few sequences) learns little of how noise varies, and its
+    intervals stay close to constant, calibrated all the same. Both give
+    any coverage and any quantile from one fit.
 warm_start : bool
     On the next ``fit``, continue training the fitted network instead of
     starting afresh.

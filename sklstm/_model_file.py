@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._conformal import MAX_STORED_SCORES
 from ._device import resolve_device
 from ._network import RecurrentNetwork
 from ._trainer import restore_net
@@ -334,6 +335,33 @@ def _single_output(value, fields):
     return value
 
 
+def _calibration(value, fields):
+    """The regressor's validation errors that calibrate its intervals (see
+    sklstm._conformal): how many there were, and the sorted ones it kept."""
+    if not isinstance(value, dict) or set(value) != {"size", "scores"}:
+        raise _Invalid(
+            f"must be an object with keys ['scores', 'size'], got {_show(value)}"
+        )
+    size, scores = value["size"], value["scores"]
+    if not _is_int(size) or size < 1:
+        raise _Invalid(f"size must be an int >= 1, got {_show(size)}")
+    shape = (min(size, MAX_STORED_SCORES), fields["n_outputs"])
+    if (
+        not isinstance(scores, np.ndarray)
+        or scores.dtype.kind != "f"
+        or scores.shape != shape
+    ):
+        raise _Invalid(
+            f"scores must be a float array of shape {shape} (for size {size} "
+            f"and n_outputs {fields['n_outputs']}), got {_show(scores)}"
+        )
+    if not np.isfinite(scores).all() or (scores < 0).any():
+        raise _Invalid("scores must be finite and non-negative")
+    if (np.diff(scores, axis=0) < 0).any():
+        raise _Invalid("scores must be sorted in increasing order, per output")
+    return {"size": int(size), "scores": scores.astype(np.float64)}
+
+
 # ---------------------------------------------------------------------------
 # The schema.
 @dataclass(frozen=True)
@@ -392,6 +420,8 @@ FITTED_STATE = {
         Field("single_output", "_single_output", True, _single_output),
         Field("target_mean", "_target_mean", True, _target_vector(positive=False)),
         Field("target_scale", "_target_scale", True, _target_vector(positive=True)),
+        # Only after a fit that held a validation split out.
+        Field("calibration", "_calibration", False, _calibration),
     ),
 }
 
@@ -715,6 +745,16 @@ def _check_network(estimator, fields, module_kwargs):
         raise _Invalid(
             f"the network has {arguments['n_outputs']} outputs but "
             f"{description} is {expected_outputs(fields)}"
+        )
+    # LSTMRegressor(interval_width="adaptive"): a log-scale per target.
+    adaptive = getattr(estimator, "interval_width", None) == "adaptive"
+    scales = expected_outputs(fields) if adaptive else 0
+    if not _same(arguments["n_scale_outputs"], scales):
+        raise _Invalid(
+            f"the network has {_show(arguments['n_scale_outputs'])} scale "
+            f"outputs but interval_width is "
+            f"{_show(getattr(estimator, 'interval_width', None))}, which needs "
+            f"{scales}"
         )
     if n_inputs != fields["n_step_features"]:
         raise _Invalid(

@@ -77,6 +77,11 @@ class RecurrentNetwork(nn.Module):
         Static features pass through a ReLU layer of ``hidden_size`` units
         and join the pooled state (``"last"``) or every step
         (``"sequence"``) before the output layer.
+    n_scale_outputs : int
+        Outputs after the ``n_outputs`` ones, from a linear layer of their
+        own beside the output layer: the log-scales of
+        ``LSTMRegressor(interval_width="adaptive")``. 0 for none. With
+        them, no dropout acts before the output layers.
     seed : int or None
         Seeds the initial weights and the dropout masks. None draws one
         from torch's global generator, as torch's own modules would.
@@ -110,6 +115,7 @@ class RecurrentNetwork(nn.Module):
         static_scale=None,
         static_sizes=(),
         static_embedding_sizes=(),
+        n_scale_outputs=0,
         seed=None,
     ):
         super().__init__()
@@ -209,6 +215,11 @@ class RecurrentNetwork(nn.Module):
         self.dropout = GeneratorDropout(dropout, seed)
         self.head = _blank(
             nn.Linear, state_size + conv_outputs + static_width, n_outputs
+        )
+        self.scale_head = (
+            _blank(nn.Linear, state_size + conv_outputs + static_width, n_scale_outputs)
+            if n_scale_outputs
+            else None
         )
         if torch.get_default_device().type != "meta":
             _initialise_weights(self, new_generator(seed, "weights"), forget_bias)
@@ -312,14 +323,24 @@ class RecurrentNetwork(nn.Module):
             if sequence_features is not None:
                 per_step = sequence_features[:, None, :].expand(-1, states.shape[1], -1)
                 states = torch.cat([states, per_step], dim=-1)
-            return self.head(self._drop(states))
+            return self._output(states)
         features = self._pool(states, steps_lengths, steps_mask)
         if conv_states is not None:
             conv_summary = _masked_mean(conv_states, lengths, mask)
             features = torch.cat([features, conv_summary], dim=-1)
         if sequence_features is not None:
             features = torch.cat([features, sequence_features], dim=-1)
-        return self.head(self._drop(features))
+        return self._output(features)
+
+    def _output(self, features):
+        """The output layer(s) on the final features."""
+        if self.scale_head is None:
+            return self.head(self._drop(features))
+        # The scales learn the size of the training errors. Dropout's masks
+        # would add errors of their own, which predictions in evaluation do
+        # not make, and blur which inputs are noisy: where the targets are
+        # predictable the scales then learned several times the errors.
+        return torch.cat([self.head(features), self.scale_head(features)], dim=-1)
 
     def _static_features(self, static, static_codes, dtype):
         """The static features of each sequence, standardised and embedded."""
@@ -700,6 +721,46 @@ class WeightedSquaredError(nn.Module):
         return (losses * weights).sum() / weights.sum()
 
 
+# The log-scales of WeightedErrorAndScale are clipped to this range, in
+# training and prediction alike: exp() of a log-scale a few steps of an
+# overfitting optimiser pushed far down would overflow float32, and an
+# expected error of 1e-9 target standard deviations means nothing anyway.
+LOG_SCALE_LIMIT = 20.0
+
+
+class WeightedErrorAndScale(nn.Module):
+    """Squared error of the predictions, plus a fit of their expected error.
+
+    The outputs hold, per step or sequence, the ``n`` predictions of ``n``
+    targets, then ``n`` log-scales: the log of the absolute error each
+    prediction is expected to make there. The scale part of the loss is the
+    negative log-likelihood of a Laplace distribution of the error,
+    ``|error| / scale + log(scale)``, which is least where ``scale`` is the
+    expected absolute error. It sees the error with its gradient stopped, so
+    the predictions' own gradient is the squared error's alone: they are not
+    pulled towards where errors look small, and the point predictions learn
+    what they learn without the scales (the features both read are shared).
+    """
+
+    @staticmethod
+    def chance_loss(n_outputs):
+        """About the loss of the mean and a constant scale: 1 + 0.77."""
+        return 2.0
+
+    def forward(self, outputs, targets, weights=None):
+        if outputs.dtype in (torch.float16, torch.bfloat16):
+            outputs = outputs.float()
+        n_targets = targets.shape[-1]
+        predictions = outputs[..., :n_targets]
+        log_scale = outputs[..., n_targets:].clamp(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)
+        error = targets - predictions
+        scale_loss = error.detach().abs() * torch.exp(-log_scale) + log_scale
+        losses = (error.square() + scale_loss).mean(dim=-1)
+        if weights is None:
+            return losses.mean()
+        return (losses * weights).sum() / weights.sum()
+
+
 # ---------------------------------------------------------------------------
 # Prediction heads: what predict_proba / predict compute from the network's
 # outputs, as modules so that an exported graph carries them too.
@@ -725,6 +786,11 @@ class TargetScale(nn.Module):
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float64))
 
     def forward(self, outputs):
+        n_targets = self.mean.shape[0]
+        if outputs.shape[-1] != n_targets:
+            # interval_width="adaptive": the log-scales follow the
+            # predictions; the graph returns what predict does.
+            outputs = outputs[..., :n_targets]
         values = outputs.double() * self.scale + self.mean
         if self.single_output:
             values = values[..., 0]

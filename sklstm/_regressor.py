@@ -6,17 +6,19 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_y
 
 from ._base import BaseLSTM
 from ._docs import fill_doc
-from ._network import TargetScale, WeightedSquaredError
+from ._intervals import IntervalsMixin
+from ._network import TargetScale, WeightedErrorAndScale, WeightedSquaredError
 from ._targets import check_per_step_targets, check_target_count
 from ._typing import ArrayLike, Predictions, Self, SequencesLike, TargetsLike
 
 
 @fill_doc
-class LSTMRegressor(RegressorMixin, BaseLSTM):
+class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     """Recurrent-network regressor for sequences.
 
     Targets are standardised internally (and predictions mapped back), so
@@ -57,6 +59,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     {validation_fraction}
     {n_iter_no_change}
     {tol}
+    {interval_width}
     {warm_start}
     {device}
     {precision}
@@ -92,6 +95,43 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     --------
     LSTMClassifier : The same network for classification.
 
+    Notes
+    -----
+    **Prediction intervals.** :meth:`predict_interval` and
+    :meth:`predict_quantiles` are calibrated by split conformal prediction
+    (Vovk et al. 2005; Lei et al. 2018) on the validation split that
+    ``early_stopping`` holds out: after training, each validation error is
+    divided by the error the network expects there (the same everywhere
+    with ``interval_width="constant"``, a learned scale with
+    ``"adaptive"``), and a ``coverage`` interval is the prediction plus or
+    minus the expected error times the ``ceil((n + 1) * coverage)``-th
+    smallest of those ``n`` ratios. On new data exchangeable with the
+    training data, each output's interval then holds its target with
+    probability at least ``coverage``, averaged over data sets (the
+    validation sequences also chose the epoch early stopping kept, a choice
+    of one number that leaks very little). Intervals need that split:
+    ``fit`` with ``early_stopping=True`` (or "auto" with 50 sequences or
+    more); the ``n`` validation sequences (steps in
+    ``output_mode="sequence"``) give coverages up to ``n / (n + 1)``.
+
+    Why calibrated scales, not trained quantiles: any coverage and any
+    quantile then come from one fit, where quantile regression (CQR)
+    calibrates only the levels it was trained for; and ``predict`` stays
+    the network's mean prediction, the middle of every interval.
+    Intervals are symmetric about it, so quantile ``q`` and ``1 - q`` are
+    the ends of the ``|2q - 1|`` interval: calibrated as a pair, and as
+    single quantiles where errors are symmetric.
+
+    In ``output_mode="sequence"`` the calibration pools the errors of every
+    real (not padded) step of the validation sequences; steps of one
+    sequence are not exchangeable, so there coverage holds on average
+    over steps, approximately. ``fit`` (also with ``warm_start``)
+    recalibrates on its own validation split; ``partial_fit`` holds
+    nothing out and leaves the regressor without intervals, as does a fit
+    without early stopping. ``sample_weight`` does not weigh the
+    calibration; sequences of weight zero are left out of it.
+    :meth:`to_onnx` exports the point prediction only.
+
     Examples
     --------
     >>> import numpy as np
@@ -102,9 +142,14 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     >>> reg = LSTMRegressor(max_epochs=5, random_state=0).fit(X, y)
     >>> reg.predict(X[:3]).shape
     (3,)
+    >>> reg.predict_interval(X[:3], coverage=0.8).shape  # lower, upper
+    (3, 2)
     """
 
-    _criterion = WeightedSquaredError
+    _parameter_constraints: dict = {
+        **BaseLSTM._parameter_constraints,
+        "interval_width": [StrOptions({"constant", "adaptive"})],
+    }
 
     def __init__(
         self,
@@ -139,6 +184,7 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         validation_fraction=0.2,
         n_iter_no_change=10,
         tol=1e-4,
+        interval_width="constant",
         warm_start=False,
         device="auto",
         precision="32",
@@ -188,6 +234,13 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             verbose=verbose,
             callbacks=callbacks,
         )
+        self.interval_width = interval_width
+
+    @property
+    def _criterion(self):
+        if self.interval_width == "adaptive":
+            return WeightedErrorAndScale
+        return WeightedSquaredError
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -278,6 +331,25 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     def _n_outputs(self, target_state):
         return len(target_state["mean"])
 
+    def _extra_network_arguments(self, target_state):
+        if self.interval_width == "adaptive":
+            # A log-scale per target, after the predictions.
+            return {"n_scale_outputs": len(target_state["mean"])}
+        return {}
+
+    @property
+    def _fitted_interval_width(self):
+        """The ``interval_width`` the fitted network was built for."""
+        scales = self.net_.get_params_for("module").get("n_scale_outputs", 0)
+        return "adaptive" if scales else "constant"
+
+    def _architecture_changes(self):
+        changes = super()._architecture_changes()
+        fitted = self._fitted_interval_width
+        if fitted != self.interval_width:
+            changes.append(f"interval_width ({fitted!r} -> {self.interval_width!r})")
+        return changes
+
     def _prediction_head(self):
         return TargetScale(
             self._target_mean,
@@ -293,7 +365,8 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
     def _validation_score(self, collected):
         predictions, truths, weights = [], [], []
         for outputs, targets, step_weights in collected:
-            n_outputs = outputs.shape[-1]
+            n_outputs = targets.shape[-1]
+            outputs = outputs[..., :n_outputs]  # without the log-scales
             if step_weights is None:
                 step_weights = outputs.new_ones(outputs.shape[:-1])
             keep = step_weights.reshape(-1) > 0
@@ -348,10 +421,14 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
             for a list input) when ``output_mode="sequence"``.
         """
         sequences, outputs = self._outputs(X)
-        values = outputs * self._target_scale + self._target_mean
+        values = self._predictions(outputs)
         if self._single_output:
             values = values[..., 0]
         return self._shaped(values, sequences)
+
+    def _predictions(self, outputs):
+        """Predictions ``(rows, n_outputs)`` on the targets' scale."""
+        return outputs[:, : self.n_outputs_] * self._target_scale + self._target_mean
 
     def score(
         self,
@@ -393,6 +470,6 @@ class LSTMRegressor(RegressorMixin, BaseLSTM):
         weights = self._score_weights(sample_weight, sequences)
         outputs = self._network_outputs(sequences)
         # Per step, values come one row per step, as ``truth`` does.
-        values = outputs * self._target_scale + self._target_mean
+        values = self._predictions(outputs)
         predicted = values[..., 0] if truth.ndim == 1 else values
         return r2_score(truth, predicted, sample_weight=weights)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -89,6 +89,31 @@ class Sequences:
         if self.n_columns is not None:
             return self.n_columns
         return self.max_length if self.tabular else self.n_features
+
+    def step_indices(self, rows):
+        """Where the steps of sequences ``rows`` (an index array) are in
+        ``steps``, sequence after sequence."""
+        lengths = self.lengths[rows]
+        starts = self.offsets[:-1][rows]
+        # Each step's position is its sequence's start plus its place in it.
+        before = np.cumsum(lengths) - lengths
+        return np.repeat(starts - before, lengths) + np.arange(lengths.sum())
+
+    def take(self, rows):
+        """The sequences ``rows`` (an index array), as new Sequences."""
+        steps = self.step_indices(rows)
+
+        def per_sequence(values):
+            return None if values is None else values[rows]
+
+        return replace(
+            self,
+            steps=self.steps[steps],
+            lengths=self.lengths[rows],
+            codes=None if self.codes is None else self.codes[steps],
+            static=per_sequence(self.static),
+            static_codes=per_sequence(self.static_codes),
+        )
 
 
 def _is_sequence_list(X):

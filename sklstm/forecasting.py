@@ -57,8 +57,9 @@ from ._windowing import (
 
 __all__ = ["LSTMForecaster", "detect_seasonal_period", "make_windows"]
 
-# Parameters of LSTMRegressor that make no sense for forecasting: the network
-# always maps one window to one target vector.
+# Parameters of LSTMRegressor the forecaster does not pass on. The output
+# mode makes no sense for forecasting: the network always maps one window to
+# one target vector.
 _NOT_FORWARDED = {
     "output_mode",
     # Windows of a series are numeric and aligned: no categorical, static or
@@ -68,6 +69,9 @@ _NOT_FORWARDED = {
     "embedding_size",
     "min_frequency",
     "time_deltas",
+    # The forecaster's own intervals are not built on the regressor's yet: a
+    # scale head would train outputs nothing reads.
+    "interval_width",
 }
 
 

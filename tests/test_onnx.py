@@ -82,6 +82,11 @@ REGRESSORS = {
     "two-outputs-gru-max": dict(n_outputs=2, cell="gru", pooling="max"),
     "sequence-conv": dict(n_outputs=1, output_mode="sequence", conv_filters=(8,)),
     "stride-conv": dict(n_outputs=1, recurrent_stride=3, conv_filters=(8,)),
+    # The graph returns the predictions, not the scales beside them.
+    "adaptive-two-outputs": dict(n_outputs=2, interval_width="adaptive"),
+    "adaptive-sequence": dict(
+        n_outputs=1, output_mode="sequence", interval_width="adaptive"
+    ),
 }
 
 

@@ -505,12 +505,15 @@ def test_schema_fields_are_unique_and_format1_maps_onto_them():
         assert len({field.attribute for field in fields}) == len(fields)
     every_field = {field.name for fields in FITTED_STATE.values() for field in fields}
     # Format 2 added the layout and categories of tabular input, which format
-    # 1 could not hold, and the training sequences' steps (optional; they
-    # resolve the loaded net's "auto" epochs); everything else maps.
+    # 1 could not hold, the training sequences' steps (optional; they
+    # resolve the loaded net's "auto" epochs) and the regressor's interval
+    # calibration (optional; after fits with a validation split); everything
+    # else maps.
     assert set(FORMAT1_FIELDS.values()) == every_field - {
         "layout",
         "categories",
         "train_steps",
+        "calibration",
     }
 
 
@@ -732,8 +735,17 @@ REGRESSOR_EDITS = {
         _set("module_kwargs", n_outputs=2),
         r"network has 2 outputs but n_outputs is 1",
     ),
+    # The regressor's own parameter is the first thing a classifier lacks.
     "relabelled as a classifier": (
         _update(estimator="LSTMClassifier"),
+        r"parameters \['interval_width'\] that this sklstm's LSTMClassifier does "
+        r"not know.*corrupt or was edited",
+    ),
+    "relabelled as a classifier, regressor parameter dropped": (
+        lambda metadata: (
+            metadata.update(estimator="LSTMClassifier"),
+            metadata["params"].pop("interval_width"),
+        ),
         r"unknown fitted fields \['n_outputs', 'single_output', 'target_mean', "
         r"'target_scale'\]",
     ),

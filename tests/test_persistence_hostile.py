@@ -58,6 +58,16 @@ def regressor_file(data):
 
 
 @pytest.fixture(scope="module")
+def calibrated_file(data):
+    """A regressor with a scale head and the calibration of its intervals."""
+    X, _ = data
+    file = io.BytesIO()
+    model = LSTMRegressor(interval_width="adaptive", early_stopping=True, **SMALL)
+    model.fit(X, X[:, -1, 0]).save(file)
+    return file.getvalue()
+
+
+@pytest.fixture(scope="module")
 def categorical_file():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(30, 5, 2))
@@ -109,6 +119,11 @@ def _load_or_refuse(path, X, pattern=None):
         np.testing.assert_allclose(probabilities.sum(axis=-1), 1, rtol=1e-5)
     else:
         assert np.isfinite(predictions).all()
+    if getattr(model, "_calibration", None) is not None:
+        # The calibration that loaded gives finite intervals around predict.
+        lower, upper = np.moveaxis(model.predict_interval(X, coverage=0.5), -1, 0)
+        assert np.isfinite(lower).all() and np.isfinite(upper).all()
+        assert (lower <= predictions).all() and (predictions <= upper).all()
     # A loaded estimator is an ordinary one: it copies and pickles.
     pickle.loads(pickle.dumps(model))
     copy.deepcopy(model)
@@ -538,6 +553,98 @@ def test_every_regressor_field_with_every_wrong_type(
     _sweep(regressor_file, data[0], tmp_path, section)
 
 
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ("fitted", "calibration"),
+        ("module_kwargs", "n_scale_outputs"),
+        ("params", "interval_width"),
+    ],
+)
+def test_every_calibration_field_with_every_wrong_type(
+    calibrated_file, data, tmp_path, section, key
+):
+    outcomes = _sweep(calibrated_file, data[0], tmp_path, section, keys=[key])
+    assert set(outcomes.values()) == {"refused"}
+
+
+def _calibration(size, scores, dtype="<f8"):
+    """The JSON form of a regressor's calibration."""
+    shape = [len(scores)] + ([len(scores[0])] if scores else [])
+    array = {"__ndarray__": scores, "dtype": dtype, "shape": shape}
+    return {"__dict__": [["size", size], ["scores", array]]}
+
+
+def _set_calibration(value):
+    def edit(metadata):
+        metadata["fitted"]["calibration"] = value
+
+    return edit
+
+
+CALIBRATION_EDITS = {
+    "size 0": (_calibration(0, []), "size must be an int >= 1"),
+    "size true": (_calibration(True, [[1.0]]), "size must be an int >= 1"),
+    "size 2.0": (_calibration(2.0, [[1.0], [2.0]]), "size must be an int >= 1"),
+    "size 10**30, 6 scores": (
+        _calibration(10**30, [[float(i)] for i in range(6)]),
+        r"scores must be a float array of shape \(1000, 1\)",
+    ),
+    "more scores than the size": (
+        _calibration(2, [[1.0], [2.0], [3.0]]),
+        r"shape \(2, 1\)",
+    ),
+    "scores for two outputs": (
+        _calibration(2, [[1.0, 1.0], [2.0, 2.0]]),
+        r"shape \(2, 1\)",
+    ),
+    "integer scores": (_calibration(2, [[1], [2]], "<i8"), "float array"),
+    "unsorted scores": (_calibration(3, [[1.0], [3.0], [2.0]]), "sorted"),
+    "negative score": (_calibration(2, [[-1.0], [2.0]]), "non-negative"),
+    "infinite score": (_calibration(2, [[1.0], [float("inf")]]), "finite"),
+    "NaN score": (_calibration(2, [[1.0], [float("nan")]]), "finite"),
+    "extra key": (
+        {"__dict__": [["size", 1], ["scores", 1], ["coverage", 0.9]]},
+        r"keys \['scores', 'size'\]",
+    ),
+    "a list": ([6, [[1.0]]], r"keys \['scores', 'size'\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(CALIBRATION_EDITS))
+def test_calibrations_that_cannot_be(calibrated_file, data, tmp_path, case):
+    value, pattern = CALIBRATION_EDITS[case]
+    path = _archive(
+        tmp_path / "calibration.sklstm",
+        _edited(calibrated_file, _set_calibration(value)),
+    )
+    _load_or_refuse(path, data[0], f"calibration.*{pattern}")
+
+
+def test_calibration_of_the_largest_size_loads(calibrated_file, data, tmp_path):
+    scores = [[float(i)] for i in range(1000)]
+    path = _archive(
+        tmp_path / "large.sklstm",
+        _edited(calibrated_file, _set_calibration(_calibration(10**6, scores))),
+    )
+    assert _load_or_refuse(path, data[0]) == "loaded"
+    assert sklstm.load(path)._calibration["size"] == 10**6
+
+
+def test_calibration_is_dropped_nowhere(calibrated_file, data, tmp_path):
+    # The round trip keeps it whole; removing it gives a regressor that
+    # says it has no calibration rather than a broken one.
+    model = sklstm.load(io.BytesIO(calibrated_file))
+    assert model._calibration["size"] == 6
+    path = _archive(
+        tmp_path / "bare.sklstm",
+        _edited(calibrated_file, lambda m: m["fitted"].pop("calibration")),
+    )
+    bare = sklstm.load(path)
+    with pytest.raises(ValueError, match="no calibration"):
+        bare.predict_interval(data[0])
+
+
 @pytest.mark.parametrize("section", ["fitted", "module_kwargs"])
 def test_every_categorical_field_with_every_wrong_type(
     categorical_file, data, tmp_path, section
@@ -667,6 +774,29 @@ def test_consistent_sequence_relabelling_loads_or_is_refused(
         tmp_path / "seq.sklstm", _edited(classifier_file, _both(output_mode="sequence"))
     )
     _load_or_refuse(path, data[0])
+
+
+SCALE_HEAD_MISMATCHES = {
+    "interval_width constant on a scale head": (
+        "calibrated",
+        lambda m: m["params"].update(interval_width="constant"),
+    ),
+    "interval_width adaptive without a scale head": (
+        "regressor",
+        lambda m: m["params"].update(interval_width="adaptive"),
+    ),
+    "a scale head in the network only": ("regressor", _module(n_scale_outputs=1)),
+    "two scales for one output": ("calibrated", _module(n_scale_outputs=2)),
+    "scale head on a classifier": ("classifier", _module(n_scale_outputs=2)),
+}
+
+
+@pytest.mark.parametrize("case", list(SCALE_HEAD_MISMATCHES))
+def test_scale_heads_that_do_not_match(request, data, tmp_path, case):
+    which, edit = SCALE_HEAD_MISMATCHES[case]
+    raw = request.getfixturevalue(f"{which}_file")
+    path = _archive(tmp_path / "scales.sklstm", _edited(raw, edit))
+    _load_or_refuse(path, data[0], "scale outputs")
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,229 @@
+"""Prediction intervals of :class:`~sklstm.LSTMRegressor`.
+
+:class:`IntervalsMixin` gives the regressor ``predict_interval`` and
+``predict_quantiles`` and calibrates them at the end of each ``fit`` on the
+validation split early stopping holds out, by split conformal prediction
+(the arithmetic is in :mod:`sklstm._conformal`; the regressor's Notes say
+what it guarantees).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._conformal import (
+    calibration_from,
+    conformity_scores,
+    expected_scale,
+    half_widths,
+    largest_coverage,
+    scores_needed,
+    too_few_scores,
+)
+from ._typing import ArrayLike, Predictions, SequencesLike
+
+
+def check_coverage(coverage):
+    """``coverage`` as a float in (0, 1), or a TypeError/ValueError saying
+    what to pass."""
+    if isinstance(coverage, (bool, np.bool_)) or not isinstance(coverage, Real):
+        raise TypeError(
+            f"coverage must be a number in (0, 1), the share of targets the "
+            f"interval should hold, got {coverage!r}. For several coverages, "
+            "call predict_interval once per coverage."
+        )
+    value = float(coverage)
+    if not 0 < value < 1:
+        raise ValueError(
+            f"coverage={coverage!r} is not in (0, 1): pass the share of "
+            "targets the interval should hold, e.g. coverage=0.9 for a 90% "
+            "interval."
+        )
+    return value
+
+
+def check_quantiles(quantiles):
+    """``quantiles`` as a 1-D float array, strictly increasing in (0, 1)."""
+    if isinstance(quantiles, (bool, np.bool_, str, bytes)):
+        raise TypeError(
+            f"quantiles must be numbers in (0, 1), got {quantiles!r}; pass e.g. "
+            "quantiles=(0.05, 0.5, 0.95)."
+        )
+    values = np.atleast_1d(np.asarray(quantiles, dtype=object))
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(
+            f"quantiles must be one number or a flat, non-empty list of numbers "
+            f"in (0, 1), got {quantiles!r}; pass e.g. quantiles=(0.05, 0.5, 0.95)."
+        )
+    if not all(
+        isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
+        for value in values
+    ):
+        raise TypeError(
+            f"quantiles must be numbers in (0, 1), got {quantiles!r}; pass e.g. "
+            "quantiles=(0.05, 0.5, 0.95)."
+        )
+    values = values.astype(np.float64)
+    if not ((values > 0) & (values < 1)).all():
+        raise ValueError(
+            f"quantiles={quantiles!r} holds values outside (0, 1) or NaN; each "
+            "must be a probability strictly between 0 and 1, e.g. 0.05 or 0.95."
+        )
+    if (np.diff(values) <= 0).any():
+        raise ValueError(
+            f"quantiles={quantiles!r} is not strictly increasing; pass each "
+            "quantile once, in increasing order, e.g. "
+            "quantiles=sorted(set(quantiles))."
+        )
+    return values
+
+
+class IntervalsMixin:
+    """``predict_interval`` and ``predict_quantiles``, calibrated in ``fit``.
+
+    For :class:`~sklstm.LSTMRegressor`, which provides what this reads:
+    ``_outputs`` and ``_outputs_of`` (network outputs, see
+    :class:`~sklstm._base.BaseLSTM`), ``_predictions`` (outputs to
+    predictions), ``n_outputs_``, ``_target_scale``, ``_single_output``
+    and ``_shaped``. It fills in the base class's calibration hooks.
+    """
+
+    def _calibrate(self, net, sequences, targets, weights, valid_rows):
+        if valid_rows is None:
+            return None
+        if net.module_.output_mode == "sequence":
+            rows = sequences.step_indices(valid_rows)
+        else:
+            rows = valid_rows
+        outputs = self._outputs_of(net, sequences.take(valid_rows))
+        keep = weights[rows] > 0
+        return calibration_from(conformity_scores(outputs[keep], targets[rows][keep]))
+
+    def _store_calibration(self, calibration):
+        if calibration is None:
+            self.__dict__.pop("_calibration", None)
+        else:
+            self._calibration = calibration
+
+    def predict_interval(self, X: SequencesLike, coverage: float = 0.9) -> Predictions:
+        """Calibrated prediction intervals: lower and upper bounds.
+
+        Each output's interval holds its target with probability at least
+        ``coverage`` on data like the training data; see the Notes of
+        :class:`LSTMRegressor` for how it is calibrated and what it needs
+        (``early_stopping``).
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        coverage : float, default=0.9
+            Share of targets the intervals should hold, in (0, 1).
+
+        Returns
+        -------
+        intervals : ndarray of shape (n_samples, 2), or \
+                (n_samples, n_outputs, 2) for 2-D ``y``
+            ``[..., 0]`` the lower and ``[..., 1]`` the upper bound, around
+            what :meth:`predict` returns: its shape plus a last axis of 2.
+            Per step ``(n_samples, n_timesteps[, n_outputs], 2)`` when
+            ``output_mode="sequence"``, a list of such arrays, one per
+            sequence, for a list input.
+
+        Raises
+        ------
+        ValueError
+            If the regressor was fitted without a validation split (see
+            ``early_stopping``), or ``coverage`` is not in (0, 1) or needs
+            more validation data than the fit held out.
+        """
+        check_is_fitted(self)
+        coverage = check_coverage(coverage)
+        return self._bounds(X, np.array([-coverage, coverage]))
+
+    def predict_quantiles(
+        self, X: SequencesLike, quantiles: ArrayLike = (0.05, 0.5, 0.95)
+    ) -> Predictions:
+        """Calibrated quantiles of the targets' distribution.
+
+        Quantile ``q`` and ``1 - q`` are the ends of the calibrated central
+        interval of coverage ``|2q - 1|`` (see :meth:`predict_interval`),
+        and quantile 0.5 is :meth:`predict`'s prediction.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences, as in :meth:`fit`.
+        quantiles : float or array-like of float, default=(0.05, 0.5, 0.95)
+            Quantile levels in (0, 1), strictly increasing.
+
+        Returns
+        -------
+        quantiles : ndarray of shape (n_samples, n_quantiles), or \
+                (n_samples, n_outputs, n_quantiles) for 2-D ``y``
+            What :meth:`predict` returns with a last axis of one value per
+            quantile level, in the order given (also for a single level).
+            Per step ``(n_samples, n_timesteps[, n_outputs], n_quantiles)``
+            when ``output_mode="sequence"``, a list of such arrays, one per
+            sequence, for a list input.
+
+        Raises
+        ------
+        ValueError
+            If the regressor was fitted without a validation split (see
+            ``early_stopping``), or a level is not in (0, 1), repeated,
+            out of order, or needs more validation data than the fit held
+            out.
+        """
+        check_is_fitted(self)
+        levels = check_quantiles(quantiles)
+        return self._bounds(X, 2 * levels - 1)
+
+    def _bounds(self, X, signed_coverages):
+        """Interval ends: for each signed coverage ``c``, the prediction
+        plus ``sign(c)`` times the half-width of the ``|c|`` interval."""
+        coverages = np.abs(signed_coverages)
+        calibration = self._checked_calibration(coverages.max())
+        factors = np.sign(signed_coverages)[:, None] * half_widths(
+            calibration, coverages
+        )
+        sequences, outputs = self._outputs(X)
+        predictions = self._predictions(outputs)
+        scale = expected_scale(outputs, self.n_outputs_) * self._target_scale
+        # (rows, n_outputs, n_bounds)
+        bounds = predictions[:, :, None] + scale[:, :, None] * factors.T[None]
+        if self._single_output:
+            bounds = bounds[:, 0]
+        return self._shaped(bounds, sequences)
+
+    def _checked_calibration(self, coverage):
+        """The calibration, or a ValueError saying why there is none or why
+        it cannot give ``coverage``, and what to do."""
+        calibration = getattr(self, "_calibration", None)
+        name = type(self).__name__
+        if calibration is None:
+            raise ValueError(
+                f"This {name} has no calibration for intervals: its last fit "
+                "held no validation split out (early_stopping=False, or "
+                "early_stopping='auto' with fewer than 50 sequences), or "
+                "partial_fit has trained it since. Fit it with "
+                "early_stopping=True: the validation_fraction of the sequences "
+                "held out for early stopping calibrates the intervals."
+            )
+        size = calibration["size"]
+        if too_few_scores(coverage, size):
+            unit = "steps" if self._fitted_output_mode == "sequence" else "sequences"
+            raise ValueError(
+                f"A coverage of {coverage:g} needs at least "
+                f"{scores_needed(coverage)} validation {unit}, but the last fit "
+                f"held out {size}, which give coverages up to "
+                f"{largest_coverage(size):.4g}. Fit on more sequences or raise "
+                "validation_fraction, or ask for a lower coverage."
+            )
+        return calibration
+
+
+__all__ = ["IntervalsMixin", "check_coverage", "check_quantiles"]
