@@ -154,7 +154,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         time_deltas="auto",
         max_epochs="auto",
         batch_size="auto",
-        lr=1e-3,
+        lr=3e-3,
         optimizer="adam",
         weight_decay=0.0,
         gradient_clip=None,

@@ -445,7 +445,7 @@ def test_deeply_nested_history(classifier_file, data, tmp_path, depth):
 
 
 OVERFLOWING_NUMBERS = {
-    "lr 1e400": ('"lr": 0.001', '"lr": 1e400'),
+    "lr 1e400": ('"lr": 0.003', '"lr": 1e400'),
     "forget_bias -1e400": ('"forget_bias": 1.0', '"forget_bias": -1e400'),
     "hidden_size 1e400": ('"hidden_size": 3', '"hidden_size": 1e400'),
     "hidden_size of 5000 digits": ('"hidden_size": 3', '"hidden_size": ' + "9" * 5000),
