@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._data import TensorData, place
+from ._data import Batches, TensorData, place
 from ._device import (
     DeviceOutOfMemoryError,
     check_precision,
@@ -33,6 +33,12 @@ from ._sequences import (
     record_features,
     to_sequences,
     warn_if_channels_first,
+)
+from ._streaming import (
+    StreamedData,
+    StreamedSequences,
+    is_out_of_core,
+    stream_sequences,
 )
 from ._tabular import (
     Layout,
@@ -348,6 +354,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 )
                 continuing = False
         sequences, tabular_state = self._to_sequences(X, reset=not continuing)
+        if isinstance(sequences, StreamedSequences):
+            # One pass over data read from disk, before any training: values
+            # checked, feature statistics computed.
+            sequences.scan()
         if continuing:
             check_features(self, X, sequences)
         else:
@@ -389,6 +399,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
+                iterator=data.iterator,
             )
             net.initialize()
             continue_training(
@@ -404,6 +415,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
+                iterator=data.iterator,
             )
             try:
                 net.initialize()
@@ -620,14 +632,27 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
     def _tensor_data(self, sequences, targets, weights, device):
-        """All sequences, targets and weights as one copy on ``device``."""
+        """All sequences, targets and weights as one copy on ``device``.
+
+        Data read from disk stays there; its targets and weights, one row
+        per sequence, stay in host memory and go to the device by batch.
+        """
+        per_step = self.output_mode == "sequence"
+        if isinstance(sequences, StreamedSequences):
+            targets = torch.from_numpy(np.ascontiguousarray(targets))
+            weights = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
+            if per_step:
+                n_timesteps = sequences.max_length
+                targets = targets.view((-1, n_timesteps) + targets.shape[1:])
+                weights = weights.view(-1, n_timesteps)
+            return StreamedData(sequences.source, targets, weights, per_step=per_step)
         return TensorData(
             steps=place(sequences.steps, device),
             lengths=torch.from_numpy(sequences.lengths),
             targets=place(np.ascontiguousarray(targets), device),
             weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
             equal_lengths=sequences.equal_lengths,
-            per_step=self.output_mode == "sequence",
+            per_step=per_step,
             **tabular_tensors(sequences, device),
         )
 
@@ -649,10 +674,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         Also which features had missing values (NaN) in ``fit``. Mean and
         scale are None without ``standardize``.
         """
+        streamed = isinstance(sequences, StreamedSequences)
         if not self.standardize:
+            if streamed:
+                return None, None, sequences.scan()[2]
             return None, None, missing_features(sequences)
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, var, missing = feature_moments(sequences)
+            if streamed:
+                mean, var, missing = sequences.scan()
+            else:
+                mean, var, missing = feature_moments(sequences)
         scale = np.sqrt(var)
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
             raise ValueError(
@@ -721,6 +752,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         train_steps,
         use_validation,
         seed,
+        iterator=Batches,
     ):
         """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale, missing = self._feature_statistics(sequences)
@@ -754,17 +786,27 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             train_steps=train_steps,
             use_validation=use_validation,
             seed=seed,
+            iterator=iterator,
         )
 
     def _net_for(
-        self, module_kwargs, device, *, n_train, train_steps, use_validation, seed
+        self,
+        module_kwargs,
+        device,
+        *,
+        n_train,
+        train_steps,
+        use_validation,
+        seed,
+        iterator=Batches,
     ):
         """The skorch net for these parameters and the network's arguments.
 
         ``n_train`` (sequences), ``train_steps`` (their time steps in all,
         None when not known) and ``use_validation`` resolve the "auto"
         parameters;
-        ``seed`` seeds every random draw of its training (see SequenceNet).
+        ``seed`` seeds every random draw of its training (see SequenceNet);
+        ``iterator`` batches the training data (see the data's ``iterator``).
         """
         return build_net(
             module=RecurrentNetwork,
@@ -788,6 +830,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             device=device,
             precision=self.precision,
             seed=seed,
+            iterator=iterator,
         )
 
     def _out_of_memory_error(self, exc, stage, device, batch_size=None):
@@ -846,8 +889,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         ``reset`` (a fresh fit) decides, from ``X`` and the parameters,
         whether the input is tabular and learns its layout and categories;
-        otherwise the fitted ones apply.
+        otherwise the fitted ones apply. Out-of-core arrays (memory-mapped,
+        zarr, Dask) stay where they are (see :mod:`sklstm._streaming`).
         """
+        if is_out_of_core(X):
+            return self._streamed_sequences(X, reset=reset), (None, None)
         if reset:
             tabular = is_tabular_input(
                 X, self.categorical_features, self.static_features
@@ -886,6 +932,27 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         return sequences, (layout.to_dict(), categories)
 
+    def _streamed_sequences(self, X, *, reset):
+        """An out-of-core ``X``, checked but not read (see :func:`stream_sequences`)."""
+        if reset:
+            tabular = (
+                self.categorical_features not in (None, "from_dtype")
+                or self.static_features
+            )
+        else:
+            tabular = getattr(self, "_layout", None) is not None
+        if tabular:
+            raise ValueError(
+                f"X is a {type(X).__name__}, read from disk batch by batch, but "
+                "categorical or static features need the whole data in memory "
+                "(to learn and encode their categories). Load it with "
+                "np.asarray(X) if it fits, or fit with "
+                "categorical_features=None and static_features=None, encoding "
+                "categories as numbers beforehand."
+            )
+        precision = self.precision if reset else self.net_.precision
+        return stream_sequences(X, precision=precision)
+
     def _network_outputs(self, sequences, transform=None):
         """Network outputs, float64, for validated sequences.
 
@@ -893,12 +960,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         :func:`sklstm._trainer.predict_outputs`).
         """
         check_prediction_precision(self.net_.precision, torch.device(self.net_.device))
-        data = TensorData(
-            steps=torch.from_numpy(sequences.steps),
-            lengths=torch.from_numpy(sequences.lengths),
-            equal_lengths=sequences.equal_lengths,
-            **tabular_tensors(sequences),
-        )
+        if isinstance(sequences, StreamedSequences):
+            # fit has not read these values: each batch is checked as read.
+            data = StreamedData(sequences.source, check=True)
+        else:
+            data = TensorData(
+                steps=torch.from_numpy(sequences.steps),
+                lengths=torch.from_numpy(sequences.lengths),
+                equal_lengths=sequences.equal_lengths,
+                **tabular_tensors(sequences),
+            )
         batch_size = prediction_rows(
             self.net_.module_,
             torch.device(self.net_.device),
