@@ -567,13 +567,19 @@ class FeatureMoments:
     def add(self, steps):
         """Take in a chunk of steps, ``(n_steps, n_features)``."""
         n_features = len(self.mean)
+        # One float64 copy of the chunk, then worked on in place: the chunk's
+        # temporaries, not the data, set this pass's memory (data read from
+        # disk has nothing else in memory).
         values = steps.astype(np.float64)
-        present = ~np.isnan(values)
-        self.missing |= ~present.all(axis=0)
-        block_count = present.sum(axis=0)
-        filled = np.where(present, values, 0.0)
-        block_mean = filled.sum(axis=0) / np.maximum(block_count, 1)
-        block_squares = (np.where(present, values - block_mean, 0.0) ** 2).sum(axis=0)
+        absent = np.isnan(values)
+        self.missing |= absent.any(axis=0)
+        block_count = len(values) - absent.sum(axis=0)
+        values[absent] = 0.0
+        block_mean = values.sum(axis=0) / np.maximum(block_count, 1)
+        values -= block_mean
+        values[absent] = 0.0
+        np.square(values, out=values)
+        block_squares = values.sum(axis=0)
         delta = block_mean - self.mean
         total = self.count + block_count
         weight = np.divide(
