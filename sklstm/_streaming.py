@@ -16,7 +16,8 @@ array, which is then computed); nothing else of the object is used.
   float64, in the chunks the in-memory path uses, so that both learn the
   same standardisation bit for bit;
 - every epoch, shuffled by blocks (:class:`StreamedBatches`): blocks of
-  ``16 x batch_size`` consecutive sequences are read in a random order, a
+  ``16 x batch_size`` consecutive sequences (fewer batches, one at least,
+  where 16 would hold over 64 MiB) are read in a random order, a
   window of 4 blocks at a time, and each window's sequences are shuffled
   and cut into batches. Reads stay sequential (a block is one contiguous
   read) and memory holds one window, whatever the number of sequences. The
@@ -57,6 +58,9 @@ from ._sequences import (
 # mix more; together they set the rows held in memory.
 _BLOCK_BATCHES = 16
 _WINDOW_BLOCKS = 4
+# ...but a block holds at most this many bytes of steps (fewer batches for
+# long or wide sequences), and one batch at least.
+_BLOCK_BYTES = 64 << 20
 # Reads in order (the statistics pass, validation, prediction) take about
 # this many steps at a time, in whole sequences: the chunks of the in-memory
 # statistics, so that both sum in the same order.
@@ -69,9 +73,9 @@ def is_out_of_core(X):
         return True
     if isinstance(X, np.ndarray):
         return False
-    return all(hasattr(X, name) for name in ("shape", "dtype", "__getitem__")) and (
-        hasattr(X, "chunks")
-    )
+    # Lazy arrays (zarr, Dask, h5py) have chunks; array-likes that numpy
+    # converts cheaply (lists, DataFrames, tensors) do not.
+    return all(hasattr(X, name) for name in ("shape", "dtype", "__getitem__", "chunks"))
 
 
 @dataclass
@@ -348,8 +352,9 @@ class StreamedBatches:
     """Mini-batches of a :class:`StreamedData`; skorch's iterator for it.
 
     Takes the arguments of :class:`~sklstm._data.Batches`. Shuffled
-    (training): blocks of ``16 x batch_size`` consecutive sequences in a new
-    random order each epoch, drawn from ``generator``; a window of 4 blocks
+    (training): blocks of ``16 x batch_size`` consecutive sequences (fewer
+    batches where those would exceed 64 MiB) in a new random order each
+    epoch, drawn from ``generator``; a window of 4 blocks
     is read at a time, its sequences shuffled and split into batches of
     equal sizes (at most ``batch_size``). In order (validation,
     prediction): the batches of :class:`~sklstm._data.Batches`, as many at
@@ -375,7 +380,13 @@ class StreamedBatches:
 
     @property
     def block_rows(self):
-        return _BLOCK_BATCHES * self.batch_size
+        """Consecutive sequences per block: 16 batches, fewer if large."""
+        source = self.data.source
+        row_bytes = (
+            source.n_timesteps * source.n_features * np.dtype(source.dtype).itemsize
+        )
+        fitting = _BLOCK_BYTES // (row_bytes * self.batch_size)
+        return min(_BLOCK_BATCHES, max(1, fitting)) * self.batch_size
 
     def __len__(self):
         if not self.shuffle:

@@ -131,6 +131,20 @@ def test_validation_reads_only_where_needed(monkeypatch):
     assert sum(source.reads) <= 3 * len(X)
 
 
+def test_blocks_of_long_sequences_are_capped():
+    # 16 batches of 64 sequences of 1000 x 100 float32 would be 1.6 GB.
+    shape = (5000, 1000, 100)
+    source = _streaming.stream_sequences(
+        CountingArray(np.broadcast_to(np.float32(0), shape))
+    )
+    data = _streaming.StreamedData(source.source)
+    assert _streaming.StreamedBatches(data, 64).block_rows == 64 * 2
+    assert _streaming.StreamedBatches(data, 1024).block_rows == 1024
+    small = _streaming.stream_sequences(CountingArray(np.zeros((5000, 10, 2))))
+    small_data = _streaming.StreamedData(small.source)
+    assert _streaming.StreamedBatches(small_data, 64).block_rows == 64 * 16
+
+
 @pytest.mark.parametrize("mode", ["r", "r+"])
 def test_predict_on_memmap_equals_memory(tmp_path, mode):
     X, y = make_data()
