@@ -26,6 +26,7 @@ from ._device import (
 )
 from ._model_file import write_model_file
 from ._network import RecurrentNetwork
+from ._out_of_core import StreamedSequences, is_out_of_core, stream_sequences
 from ._sequences import (
     check_features,
     feature_moments,
@@ -34,12 +35,7 @@ from ._sequences import (
     to_sequences,
     warn_if_channels_first,
 )
-from ._streaming import (
-    StreamedData,
-    StreamedSequences,
-    is_out_of_core,
-    stream_sequences,
-)
+from ._streaming import StreamedData
 from ._tabular import (
     Layout,
     is_tabular_input,
@@ -639,13 +635,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """
         per_step = self.output_mode == "sequence"
         if isinstance(sequences, StreamedSequences):
-            targets = torch.from_numpy(np.ascontiguousarray(targets))
-            weights = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32))
-            if per_step:
-                n_timesteps = sequences.max_length
-                targets = targets.view((-1, n_timesteps) + targets.shape[1:])
-                weights = weights.view(-1, n_timesteps)
-            return StreamedData(sequences.source, targets, weights, per_step=per_step)
+            return StreamedData(
+                sequences.source,
+                torch.from_numpy(np.ascontiguousarray(targets)),
+                torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+                per_step=per_step,
+            )
         return TensorData(
             steps=place(sequences.steps, device),
             lengths=torch.from_numpy(sequences.lengths),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import sklstm
-from sklstm import LSTMClassifier, LSTMRegressor, _streaming
-from sklstm._streaming import is_out_of_core
+from sklstm import LSTMClassifier, LSTMRegressor, _out_of_core, _streaming
+from sklstm._out_of_core import is_out_of_core
 
 FAST = dict(hidden_size=8, batch_size=16, device="cpu", random_state=0)
 
@@ -90,7 +90,7 @@ def test_streamed_fit_is_reproducible(tmp_path):
 
 def test_reads_are_bounded(monkeypatch):
     # Reads in order take about _SCAN_STEPS steps: 100 sequences here.
-    monkeypatch.setattr(_streaming, "_SCAN_STEPS", 100 * 8)
+    monkeypatch.setattr(_out_of_core, "SCAN_STEPS", 100 * 8)
     X, y = make_data(n_samples=1000)
     source = CountingArray(X)
     epochs, batch_size = 2, 8
@@ -121,7 +121,7 @@ def test_reads_are_bounded(monkeypatch):
 
 
 def test_validation_reads_only_where_needed(monkeypatch):
-    monkeypatch.setattr(_streaming, "_SCAN_STEPS", 100 * 8)
+    monkeypatch.setattr(_out_of_core, "SCAN_STEPS", 100 * 8)
     X, y = make_data(n_samples=1000)
     source = CountingArray(X)
     LSTMClassifier(max_epochs=1, early_stopping=True, **FAST).fit(source, y)
@@ -134,13 +134,13 @@ def test_validation_reads_only_where_needed(monkeypatch):
 def test_blocks_of_long_sequences_are_capped():
     # 16 batches of 64 sequences of 1000 x 100 float32 would be 1.6 GB.
     shape = (5000, 1000, 100)
-    source = _streaming.stream_sequences(
+    source = _out_of_core.stream_sequences(
         CountingArray(np.broadcast_to(np.float32(0), shape))
     )
     data = _streaming.StreamedData(source.source)
     assert _streaming.StreamedBatches(data, 64).block_rows == 64 * 2
     assert _streaming.StreamedBatches(data, 1024).block_rows == 1024
-    small = _streaming.stream_sequences(CountingArray(np.zeros((5000, 10, 2))))
+    small = _out_of_core.stream_sequences(CountingArray(np.zeros((5000, 10, 2))))
     small_data = _streaming.StreamedData(small.source)
     assert _streaming.StreamedBatches(small_data, 64).block_rows == 64 * 16
 
@@ -217,7 +217,7 @@ def test_zarr_array():
 
 
 def test_infinity_names_the_sequence(tmp_path, monkeypatch):
-    monkeypatch.setattr(_streaming, "_SCAN_STEPS", 100 * 8)
+    monkeypatch.setattr(_out_of_core, "SCAN_STEPS", 100 * 8)
     X, y = make_data()
     X[250, 3, 0] = np.inf  # in the third chunk of the statistics pass
     memmap = to_memmap(X, tmp_path)
@@ -272,3 +272,90 @@ def test_model_fitted_on_memmap_saves_and_pickles(tmp_path):
     # Training goes on, in memory, from the streamed fit.
     unpickled.partial_fit(X, y)
     assert unpickled.n_iter_ == 2
+
+
+# ---------------------------------------------------------------------------
+# Ragged sequences on disk: RaggedSequences(steps, offsets)
+def make_ragged(n_samples=300, n_features=3, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 30, n_samples)
+    sequences = [
+        rng.standard_normal((n, n_features)).astype(np.float32) for n in lengths
+    ]
+    for sequence in sequences[::7]:
+        sequence[0, 1] = np.nan
+    y = np.array([int(np.nansum(s[:, 0]) > 0) for s in sequences])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return sequences, y, offsets
+
+
+def test_ragged_sequences_container():
+    sequences, _, offsets = make_ragged(n_samples=5)
+    X = sklstm.RaggedSequences(np.concatenate(sequences), offsets)
+    assert len(X) == 5
+    np.testing.assert_array_equal(X[-1], sequences[-1])
+    with pytest.raises(TypeError, match="list comprehension"):
+        X[[0, 1]]
+    steps = np.concatenate(sequences)
+    with pytest.raises(ValueError, match="start at 0"):
+        sklstm.RaggedSequences(steps, offsets + 1)
+    with pytest.raises(ValueError, match=r"X\[2\] has 0 time steps"):
+        sklstm.RaggedSequences(steps, np.insert(offsets, 2, offsets[2]))
+    with pytest.raises(ValueError, match="integers"):
+        sklstm.RaggedSequences(steps, offsets.astype(float))
+    with pytest.raises(ValueError, match="total_steps"):
+        sklstm.RaggedSequences(steps[None], offsets)
+
+
+def test_ragged_memmap_fit_matches_memory(tmp_path):
+    sequences, y, offsets = make_ragged()
+    steps = to_memmap(np.concatenate(sequences), tmp_path)
+    X = sklstm.RaggedSequences(steps, offsets)
+    settings = dict(max_epochs=8, early_stopping=True, n_iter_no_change=50, **FAST)
+    streamed = LSTMClassifier(**settings).fit(X, y)
+    in_memory = LSTMClassifier(**settings).fit(sequences, y)
+    for ours, theirs in zip(statistics(streamed), statistics(in_memory), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert streamed.score(sequences, y) > 0.8
+    assert abs(streamed.score(sequences, y) - in_memory.score(sequences, y)) < 0.1
+    # Padding never changes an output: the same model predicts the same,
+    # batched by length within each read rather than over all sequences.
+    np.testing.assert_allclose(
+        streamed.predict_proba(X), streamed.predict_proba(sequences), atol=1e-6
+    )
+
+
+def test_ragged_reads_are_bounded(monkeypatch):
+    monkeypatch.setattr(_out_of_core, "SCAN_STEPS", 500)
+    sequences, y, offsets = make_ragged(n_samples=1200)
+    source = CountingArray(np.concatenate(sequences))
+    X = sklstm.RaggedSequences(source, offsets)
+    clf = LSTMClassifier(max_epochs=2, early_stopping=False, **FAST).fit(X, y)
+    block = _streaming._BLOCK_BATCHES * FAST["batch_size"]
+    # A read holds the steps of at most one block of consecutive sequences,
+    # or 500 steps in the statistics pass.
+    block_steps = np.convolve(np.diff(offsets), np.ones(block), "valid").max()
+    assert max(source.reads) <= max(500, block_steps) < offsets[-1] / 2
+    assert sum(source.reads) == 3 * offsets[-1]  # statistics, two epochs
+    reference = LSTMClassifier(max_epochs=1, **FAST).fit(sequences, y)
+    for ours, theirs in zip(statistics(clf), statistics(reference), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+
+
+def test_ragged_per_step_outputs(tmp_path):
+    sequences, _, offsets = make_ragged(n_samples=120)
+    y = [(np.nan_to_num(s[:, 0]) > 0).astype(np.int64) for s in sequences]
+    X = sklstm.RaggedSequences(to_memmap(np.concatenate(sequences), tmp_path), offsets)
+    clf = LSTMClassifier(max_epochs=2, output_mode="sequence", **FAST).fit(X, y)
+    proba = clf.predict_proba(X)
+    assert isinstance(proba, list) and len(proba) == len(sequences)
+    for ours, theirs in zip(proba, clf.predict_proba(sequences), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def test_ragged_infinity_names_the_sequence(tmp_path):
+    sequences, y, offsets = make_ragged()
+    sequences[123][2, 0] = -np.inf
+    X = sklstm.RaggedSequences(np.concatenate(sequences), offsets)
+    with pytest.raises(ValueError, match=r"X\[123\] contains infinity"):
+        LSTMClassifier(**FAST).fit(X, y)
