@@ -3,6 +3,7 @@
 from ._classifier import LSTMClassifier
 from ._display import HistoryDisplay
 from ._long_table import SequenceFrame, from_long_format
+from ._out_of_core import RaggedSequences
 from ._regressor import LSTMRegressor
 from ._sequences import from_channels_first
 from ._version import __version__
@@ -14,6 +15,7 @@ __all__ = [
     "LSTMClassifier",
     "LSTMForecaster",
     "LSTMRegressor",
+    "RaggedSequences",
     "SequenceFrame",
     "from_channels_first",
     "from_long_format",

@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._data import TensorData, place
+from ._data import Batches, TensorData, place
 from ._device import (
     DeviceOutOfMemoryError,
     check_precision,
@@ -26,6 +26,7 @@ from ._device import (
 from ._distributed import agree_on_fit, data_parallel, training_device
 from ._model_file import write_model_file
 from ._network import RecurrentNetwork
+from ._out_of_core import StreamedSequences, is_out_of_core, stream_sequences
 from ._sequences import (
     check_features,
     feature_moments,
@@ -34,6 +35,7 @@ from ._sequences import (
     to_sequences,
     warn_if_channels_first,
 )
+from ._streaming import StreamedData
 from ._tabular import (
     Layout,
     is_tabular_input,
@@ -365,6 +367,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 )
                 continuing = False
         sequences, tabular_state = self._to_sequences(X, reset=not continuing)
+        if isinstance(sequences, StreamedSequences):
+            # One pass over data read from disk, before any training: values
+            # checked, feature statistics computed.
+            sequences.scan()
         if continuing:
             check_features(self, X, sequences)
         else:
@@ -374,6 +380,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         sample_weight = self._check_sample_weight(sample_weight, sequences)
         group = data_parallel(self.distributed)
+        if group is not None and isinstance(sequences, StreamedSequences):
+            raise ValueError(
+                f"X is a {type(X).__name__} read from disk batch by batch, and "
+                "data-parallel training does not stream yet: each process "
+                "needs the whole data in memory. Load it with np.asarray(X), "
+                "or set distributed=False to train in this process alone."
+            )
         device = training_device(self.device, group)
         check_precision(self.precision, device)
         if continuing:
@@ -425,6 +438,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
+                iterator=data.iterator,
             )
             net.initialize()
             continue_training(
@@ -440,6 +454,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 train_steps=train_steps,
                 use_validation=use_validation,
                 seed=seed,
+                iterator=data.iterator,
             )
             try:
                 net.initialize()
@@ -661,14 +676,26 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         return np.sort(order[n_valid:]), np.sort(order[:n_valid])
 
     def _tensor_data(self, sequences, targets, weights, device):
-        """All sequences, targets and weights as one copy on ``device``."""
+        """All sequences, targets and weights as one copy on ``device``.
+
+        Data read from disk stays there; its targets and weights, one row
+        per sequence, stay in host memory and go to the device by batch.
+        """
+        per_step = self.output_mode == "sequence"
+        if isinstance(sequences, StreamedSequences):
+            return StreamedData(
+                sequences.source,
+                torch.from_numpy(np.ascontiguousarray(targets)),
+                torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+                per_step=per_step,
+            )
         return TensorData(
             steps=place(sequences.steps, device),
             lengths=torch.from_numpy(sequences.lengths),
             targets=place(np.ascontiguousarray(targets), device),
             weights=place(np.ascontiguousarray(weights, dtype=np.float32), device),
             equal_lengths=sequences.equal_lengths,
-            per_step=self.output_mode == "sequence",
+            per_step=per_step,
             **tabular_tensors(sequences, device),
         )
 
@@ -690,10 +717,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         Also which features had missing values (NaN) in ``fit``. Mean and
         scale are None without ``standardize``.
         """
+        streamed = isinstance(sequences, StreamedSequences)
         if not self.standardize:
+            if streamed:
+                return None, None, sequences.scan()[2]
             return None, None, missing_features(sequences)
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, var, missing = feature_moments(sequences)
+            if streamed:
+                mean, var, missing = sequences.scan()
+            else:
+                mean, var, missing = feature_moments(sequences)
         scale = np.sqrt(var)
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
             raise ValueError(
@@ -762,6 +795,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         train_steps,
         use_validation,
         seed,
+        iterator=Batches,
     ):
         """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale, missing = self._feature_statistics(sequences)
@@ -796,17 +830,27 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             train_steps=train_steps,
             use_validation=use_validation,
             seed=seed,
+            iterator=iterator,
         )
 
     def _net_for(
-        self, module_kwargs, device, *, n_train, train_steps, use_validation, seed
+        self,
+        module_kwargs,
+        device,
+        *,
+        n_train,
+        train_steps,
+        use_validation,
+        seed,
+        iterator=Batches,
     ):
         """The skorch net for these parameters and the network's arguments.
 
         ``n_train`` (sequences), ``train_steps`` (their time steps in all,
         None when not known) and ``use_validation`` resolve the "auto"
         parameters;
-        ``seed`` seeds every random draw of its training (see SequenceNet).
+        ``seed`` seeds every random draw of its training (see SequenceNet);
+        ``iterator`` batches the training data (see the data's ``iterator``).
         """
         return build_net(
             module=RecurrentNetwork,
@@ -830,6 +874,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             device=device,
             precision=self.precision,
             seed=seed,
+            iterator=iterator,
         )
 
     def _out_of_memory_error(self, exc, stage, device, batch_size=None):
@@ -888,8 +933,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
         ``reset`` (a fresh fit) decides, from ``X`` and the parameters,
         whether the input is tabular and learns its layout and categories;
-        otherwise the fitted ones apply.
+        otherwise the fitted ones apply. Out-of-core arrays (memory-mapped,
+        zarr, Dask) stay where they are (see :mod:`sklstm._streaming`).
         """
+        if is_out_of_core(X):
+            return self._streamed_sequences(X, reset=reset), (None, None)
         if reset:
             tabular = is_tabular_input(
                 X, self.categorical_features, self.static_features
@@ -928,6 +976,27 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         )
         return sequences, (layout.to_dict(), categories)
 
+    def _streamed_sequences(self, X, *, reset):
+        """An out-of-core ``X``, checked but not read (see :func:`stream_sequences`)."""
+        if reset:
+            tabular = (
+                self.categorical_features not in (None, "from_dtype")
+                or self.static_features
+            )
+        else:
+            tabular = getattr(self, "_layout", None) is not None
+        if tabular:
+            raise ValueError(
+                f"X is a {type(X).__name__}, read from disk batch by batch, but "
+                "categorical or static features need the whole data in memory "
+                "(to learn and encode their categories). Load it with "
+                "np.asarray(X) if it fits, or fit with "
+                "categorical_features=None and static_features=None, encoding "
+                "categories as numbers beforehand."
+            )
+        precision = self.precision if reset else self.net_.precision
+        return stream_sequences(X, precision=precision)
+
     def _network_outputs(self, sequences, transform=None):
         """Network outputs, float64, for validated sequences.
 
@@ -941,12 +1010,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _outputs_of(self, net, sequences, transform=None):
         """Outputs of ``net`` (the fitted net, or one a fit has just trained),
         float64, for validated sequences, within the caller's thread setting."""
-        data = TensorData(
-            steps=torch.from_numpy(sequences.steps),
-            lengths=torch.from_numpy(sequences.lengths),
-            equal_lengths=sequences.equal_lengths,
-            **tabular_tensors(sequences),
-        )
+        if isinstance(sequences, StreamedSequences):
+            # fit has not read these values: each batch is checked as read.
+            data = StreamedData(sequences.source, check=True)
+        else:
+            data = TensorData(
+                steps=torch.from_numpy(sequences.steps),
+                lengths=torch.from_numpy(sequences.lengths),
+                equal_lengths=sequences.equal_lengths,
+                **tabular_tensors(sequences),
+            )
         batch_size = prediction_rows(
             net.module_,
             torch.device(net.device),

@@ -64,6 +64,16 @@ class TensorData(Dataset):
     def __len__(self):
         return len(self.lengths) if self.rows is None else len(self.rows)
 
+    @property
+    def iterator(self):
+        """The class that cuts this data into batches."""
+        return Batches
+
+    @property
+    def n_steps(self):
+        """Time steps of all sequences (selected by ``rows`` or not)."""
+        return len(self.steps)
+
     def __getitem__(self, index):
         row = index if self.rows is None else int(self.rows[index])
         start = int(self.starts[row])

@@ -563,14 +563,79 @@ def missing_features(sequences):
     return np.isnan(steps).any(axis=0)
 
 
-def feature_moments(sequences, chunk_steps=1 << 18):
+# Steps per chunk of the float64 statistics below: bounded temporaries for
+# any input size. Out-of-core arrays are read in the same chunks (see
+# sklstm._streaming), so that their statistics are bit for bit those of the
+# same data in memory.
+MOMENT_CHUNK_STEPS = 1 << 18
+
+
+def moment_chunk_rows(n_timesteps, chunk_steps=MOMENT_CHUNK_STEPS):
+    """Sequences of ``n_timesteps`` steps per chunk of :class:`FeatureMoments`."""
+    return max(1, chunk_steps // max(1, n_timesteps))
+
+
+class FeatureMoments:
+    """Per-feature count, mean and variance of non-missing values, by chunks.
+
+    Merges the partial moments of each chunk (Chan et al.) in float64, so
+    that large inputs never need a full float64 copy; also records, per
+    feature, whether any value was missing (NaN).
+    """
+
+    def __init__(self, n_features):
+        self.count = np.zeros(n_features)
+        self.mean = np.zeros(n_features)
+        self.sum_squares = np.zeros(n_features)
+        self.missing = np.zeros(n_features, dtype=bool)
+
+    def add(self, steps):
+        """Take in a chunk of steps, ``(n_steps, n_features)``."""
+        n_features = len(self.mean)
+        # One float64 copy of the chunk, then worked on in place: the chunk's
+        # temporaries, not the data, set this pass's memory (data read from
+        # disk has nothing else in memory).
+        values = steps.astype(np.float64)
+        absent = np.isnan(values)
+        self.missing |= absent.any(axis=0)
+        block_count = len(values) - absent.sum(axis=0)
+        values[absent] = 0.0
+        block_mean = values.sum(axis=0) / np.maximum(block_count, 1)
+        values -= block_mean
+        values[absent] = 0.0
+        np.square(values, out=values)
+        block_squares = values.sum(axis=0)
+        delta = block_mean - self.mean
+        total = self.count + block_count
+        weight = np.divide(
+            block_count, total, out=np.zeros(n_features), where=total > 0
+        )
+        self.mean = self.mean + delta * weight
+        self.sum_squares = (
+            self.sum_squares + block_squares + delta**2 * self.count * weight
+        )
+        self.count = total
+
+    def result(self):
+        """``(mean, variance, missing)``; a feature with no value at all gets
+        mean 0 and variance 1."""
+        n_features = len(self.mean)
+        variance = np.divide(
+            self.sum_squares,
+            self.count,
+            out=np.ones(n_features),
+            where=self.count > 0,
+        )
+        return self.mean, variance, self.missing
+
+
+def feature_moments(sequences, chunk_steps=MOMENT_CHUNK_STEPS):
     """Mean and variance of each feature over non-missing steps.
 
-    In float64. Works through the data in chunks of about ``chunk_steps``
-    time steps and merges the partial moments (Chan et al.), so large
-    inputs never get a full float64 copy. Also returns, per feature, whether
-    any value was missing (NaN). A feature with no value at all gets mean 0
-    and variance 1.
+    In float64, through :class:`FeatureMoments` in chunks of about
+    ``chunk_steps`` time steps. Also returns, per feature, whether any value
+    was missing (NaN). A feature with no value at all gets mean 0 and
+    variance 1.
     """
     n_features = sequences.n_features
     if n_features == 0:  # categorical features only
@@ -578,27 +643,12 @@ def feature_moments(sequences, chunk_steps=1 << 18):
     # For equal lengths, chunks hold whole sequences: the float64 sums then
     # run in the order earlier releases used, so a fit on the same data
     # learns bit for bit the same standardisation.
-    whole = max(1, sequences.max_length) if sequences.equal_lengths else 1
-    chunk = max(1, chunk_steps // whole) * whole
-    count = np.zeros(n_features)
-    mean = np.zeros(n_features)
-    sum_squares = np.zeros(n_features)
-    missing = np.zeros(n_features, dtype=bool)
+    if sequences.equal_lengths:
+        whole = max(1, sequences.max_length)
+        chunk = moment_chunk_rows(whole, chunk_steps) * whole
+    else:
+        chunk = chunk_steps
+    moments = FeatureMoments(n_features)
     for start in range(0, len(sequences.steps), chunk):
-        values = sequences.steps[start : start + chunk].astype(np.float64)
-        present = ~np.isnan(values)
-        missing |= ~present.all(axis=0)
-        block_count = present.sum(axis=0)
-        filled = np.where(present, values, 0.0)
-        block_mean = filled.sum(axis=0) / np.maximum(block_count, 1)
-        block_squares = (np.where(present, values - block_mean, 0.0) ** 2).sum(axis=0)
-        delta = block_mean - mean
-        total = count + block_count
-        weight = np.divide(
-            block_count, total, out=np.zeros(n_features), where=total > 0
-        )
-        mean = mean + delta * weight
-        sum_squares = sum_squares + block_squares + delta**2 * count * weight
-        count = total
-    variance = np.divide(sum_squares, count, out=np.ones(n_features), where=count > 0)
-    return mean, variance, missing
+        moments.add(sequences.steps[start : start + chunk])
+    return moments.result()

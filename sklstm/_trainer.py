@@ -428,8 +428,13 @@ def build_net(
     device,
     precision,
     seed,
+    iterator=Batches,
 ):
-    """The skorch net for an estimator's settings (not yet initialised)."""
+    """The skorch net for an estimator's settings (not yet initialised).
+
+    ``iterator`` batches its training and validation data: the data's own
+    ``iterator``, for data in memory or read from disk.
+    """
     steps = [
         ("valid_score", ValidationScore(score_fn)),
         ("rank_agreement", RankAgreement()),
@@ -480,10 +485,10 @@ def build_net(
         lr=lr,
         max_epochs=max_epochs,
         batch_size=batch_size,
-        iterator_train=Batches,
+        iterator_train=iterator,
         iterator_train__shuffle=True,
         iterator_train__device=device,
-        iterator_valid=Batches,
+        iterator_valid=iterator,
         iterator_valid__device=device,
         train_split=None,
         callbacks=steps,
@@ -632,7 +637,9 @@ def predict_outputs(net, data, batch_size, transform=None):
 
 def _predict_in_batches(net, data, batch_size, transform):
     device = torch.device(net.device)
-    batches = Batches(data, batch_size, shuffle=False, device=device, by_length=True)
+    batches = data.iterator(
+        data, batch_size, shuffle=False, device=device, by_length=True
+    )
     result = None
     # skorch's evaluation_step would set every submodule's mode again for
     # each batch; training leaves the module in eval mode, so this switches
@@ -648,7 +655,7 @@ def _predict_in_batches(net, data, batch_size, transform):
             outputs = outputs.to("cpu", torch.float64)
             per_step = outputs.ndim == 3
             if result is None:
-                n_rows = len(data.steps) if per_step else len(data)
+                n_rows = data.n_steps if per_step else len(data)
                 shape = (n_rows,) + outputs.shape[-1:]
                 result = torch.zeros(shape, dtype=torch.float64)
             # Ragged batches are grouped by length: put rows back in input
