@@ -185,15 +185,13 @@ class StreamedSequences(Sequences):
 
     def take(self, rows):
         """The sequences ``rows`` (sorted), read into memory as Sequences."""
-        from ._streaming import StreamedData  # it imports this module
-
         rows = np.asarray(rows, dtype=np.int64)
-        window = StreamedData(self.source, check=self.moments is None).window(
-            rows, span=max(1, len(rows))
+        steps, lengths = read_rows(
+            self.source, rows, max(1, len(rows)), check=self.moments is None
         )
         return Sequences(
-            steps=window.steps.numpy(),
-            lengths=window.lengths.numpy().astype(np.int64),
+            steps=steps,
+            lengths=lengths.astype(np.int64),
             ragged=self.ragged,
             tabular=self.tabular,
             feature_names=self.feature_names,
@@ -394,6 +392,33 @@ class RaggedSource(_Source):
 
     def sequence_of(self, step):
         return int(np.searchsorted(self.offsets, step, side="right")) - 1
+
+
+def read_rows(source, rows, span, *, check=False):
+    """The steps of the sorted ``rows`` of ``source``, and their lengths.
+
+    Each read covers at most ``span`` consecutive sequences; ``check``
+    refuses infinities as they are read.
+    """
+    lengths = np.ascontiguousarray(source.lengths[rows])
+    steps = np.empty((int(lengths.sum()), source.n_features), source.dtype)
+    filled = 0
+    position = 0
+    while position < len(rows):
+        start = int(rows[position])
+        end = position + int(np.searchsorted(rows[position:], start + span))
+        stop = int(rows[end - 1]) + 1
+        values, read_lengths = source.read(start, stop, check=check)
+        if stop - start != end - position:  # some rows of the read only
+            read_offsets = np.concatenate([[0], np.cumsum(read_lengths)])
+            chosen = rows[position:end] - start
+            values = values[
+                concatenated_ranges(read_offsets[chosen], read_lengths[chosen])
+            ]
+        steps[filled : filled + len(values)] = values
+        filled += len(values)
+        position = end
+    return steps, lengths
 
 
 def concatenated_ranges(starts, lengths):

@@ -36,7 +36,6 @@ from torch.utils.data import Dataset
 
 from . import _out_of_core
 from ._data import Batches, TensorData
-from ._out_of_core import concatenated_ranges
 from ._sequences import moment_chunk_rows
 
 # A training block is this many batches of consecutive sequences, read as
@@ -141,24 +140,7 @@ class StreamedData(Dataset):
         Each read covers at most ``span`` consecutive sequences.
         """
         source = self.source
-        lengths = np.ascontiguousarray(source.lengths[rows])
-        steps = np.empty((int(lengths.sum()), source.n_features), source.dtype)
-        filled = 0
-        position = 0
-        while position < len(rows):
-            start = int(rows[position])
-            end = position + int(np.searchsorted(rows[position:], start + span))
-            stop = int(rows[end - 1]) + 1
-            values, read_lengths = source.read(start, stop, check=self.check)
-            if stop - start != end - position:  # some rows of the read only
-                read_offsets = np.concatenate([[0], np.cumsum(read_lengths)])
-                chosen = rows[position:end] - start
-                values = values[
-                    concatenated_ranges(read_offsets[chosen], read_lengths[chosen])
-                ]
-            steps[filled : filled + len(values)] = values
-            filled += len(values)
-            position = end
+        steps, lengths = _out_of_core.read_rows(source, rows, span, check=self.check)
         index = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         if self.per_step:
             index = torch.from_numpy(source.step_positions(rows))
