@@ -129,7 +129,9 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     recalibrates on its own validation split; ``partial_fit`` holds
     nothing out and leaves the regressor without intervals, as does a fit
     without early stopping. ``sample_weight`` does not weigh the
-    calibration; sequences of weight zero are left out of it.
+    calibration; sequences of weight zero are left out of it. With data
+    read from disk (a memmap, zarr or Dask array), the calibration reads
+    the first validation sequences, up to 2**21 time steps, into memory.
     :meth:`to_onnx` exports the point prediction only.
 
     Examples
