@@ -11,7 +11,6 @@ into an interval or a set of quantiles.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 
@@ -57,20 +56,6 @@ def plan_origins(lengths, window_length, horizon, calibration_steps):
 def held_out_steps(origins, calibration_steps):
     """Steps held out at the end of each series for its origins."""
     return np.where(origins > 0, calibration_steps + origins - 1, 0)
-
-
-def check_coverage(coverage):
-    if isinstance(coverage, bool) or not isinstance(coverage, Real):
-        raise TypeError(
-            f"coverage must be a number between 0 and 1, e.g. 0.9 for a 90% "
-            f"interval; got {coverage!r}."
-        )
-    if not 0 < coverage < 1:
-        raise ValueError(
-            f"coverage must be between 0 and 1 (exclusive), e.g. 0.9 for a "
-            f"90% interval; got {coverage}."
-        )
-    return float(coverage)
 
 
 def check_quantiles(quantiles):

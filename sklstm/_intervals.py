@@ -28,7 +28,7 @@ from ._typing import ArrayLike, Predictions, SequencesLike
 
 def check_coverage(coverage):
     """``coverage`` as a float in (0, 1), or a TypeError/ValueError saying
-    what to pass."""
+    what to pass; for the regressor's and the forecaster's intervals."""
     if isinstance(coverage, (bool, np.bool_)) or not isinstance(coverage, Real):
         raise TypeError(
             f"coverage must be a number in (0, 1), the share of targets the "
@@ -39,8 +39,8 @@ def check_coverage(coverage):
     if not 0 < value < 1:
         raise ValueError(
             f"coverage={coverage!r} is not in (0, 1): pass the share of "
-            "targets the interval should hold, e.g. coverage=0.9 for a 90% "
-            "interval."
+            "targets the interval should hold, strictly between 0 and 1, e.g. "
+            "coverage=0.9 for a 90% interval."
         )
     return value
 

@@ -29,7 +29,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._docs import fill_doc
 from ._forecast_intervals import (
-    check_coverage,
     check_quantiles,
     error_quantiles,
     forecast_bounds,
@@ -45,6 +44,7 @@ from ._forecast_series import (
     series_state,
     training_data,
 )
+from ._intervals import check_coverage
 from ._regressor import LSTMRegressor
 from ._typing import ArrayLike, Predictions, Self, SeriesLike
 from ._windowing import (
