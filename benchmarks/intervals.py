@@ -34,6 +34,7 @@ import json
 import time
 
 import numpy as np
+from accuracy import machine  # this folder's accuracy.py
 
 NOMINAL = 0.9
 TARGET_COVERAGE = (0.85, 0.95)
@@ -95,27 +96,6 @@ def run(train, test, noise, mode, seed):
         result["width_low"] = float(width[low].mean())
         result["width_high"] = float(width[~low].mean())
     return result
-
-
-def machine():
-    """CPU model, cores and torch threads, for the table's header."""
-    import os
-
-    import torch
-
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{model}, {os.cpu_count()} cores, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads"
-    )
 
 
 def main():
