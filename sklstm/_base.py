@@ -82,6 +82,8 @@ _AUTO_WORK = 8_000_000
 _AUTO_FLOOR_EPOCHS = 10
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
+# What pooling="auto" resolves to, for ragged and for equal-length data.
+_AUTO_POOLING = ("last", "mean")
 # recurrent_stride="auto": at most this many recurrent steps per sequence.
 _AUTO_RECURRENT_STEPS = 500
 
@@ -100,7 +102,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "cell": [StrOptions({"lstm", "gru"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "output_mode": [StrOptions({"last", "sequence"})],
-        "pooling": [StrOptions({"last", "mean", "max", "attention"})],
+        "pooling": [StrOptions({"auto", "last", "mean", "max", "attention"})],
         "conv_filters": [None, tuple, list],
         "conv_kernel_size": [
             Interval(Integral, 1, None, closed="left"),
@@ -116,6 +118,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
+        "length_aware": ["boolean"],
         "categorical_features": [
             None,
             StrOptions({"from_dtype"}),
@@ -175,6 +178,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         forget_bias,
         standardize,
         sequence_norm,
+        length_aware,
         categorical_features,
         static_features,
         embedding_size,
@@ -214,6 +218,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm
+        self.length_aware = length_aware
         self.categorical_features = categorical_features
         self.static_features = static_features
         self.embedding_size = embedding_size
@@ -537,6 +542,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "conv_placement": self.conv_placement,
             "recurrent_stride": self.recurrent_stride,
             "sequence_norm": self.sequence_norm,
+            "length_aware": self.length_aware,
             "standardize": self.standardize,
             "precision": self.precision,
         }
@@ -547,10 +553,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "standardize": built.get("feature_mean") is not None,
             "precision": self.net_.precision,
             "recurrent_stride": built.get("recurrent_stride", 1),
+            "length_aware": built.get("length_scaling") is not None,
         }
         if self.recurrent_stride == "auto":
             # Resolved from the first fit's data; the network keeps it.
             now["recurrent_stride"] = then["recurrent_stride"]
+        if self.pooling == "auto" and then["pooling"] in _AUTO_POOLING:
+            now["pooling"] = then["pooling"]
+        if self.length_aware:
+            # Also resolved from the first fit's data (were lengths unequal?).
+            now["length_aware"] = then["length_aware"]
         return [
             f"{key} ({then[key]!r} -> {now[key]!r})"
             for key in now
@@ -776,6 +788,31 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         longest = int(sequences.lengths.max())
         return max(1, math.ceil(longest / _AUTO_RECURRENT_STEPS))
 
+    def _resolve_pooling(self, sequences):
+        """``pooling``, with "auto" resolved for the training data."""
+        if self.pooling != "auto":
+            return self.pooling
+        lengths = np.asarray(sequences.lengths)
+        ragged = lengths.size > 0 and lengths.min() != lengths.max()
+        # Equal lengths: the mean of the states sees the whole series, where
+        # the last state of a long one mostly holds its recent steps. Unequal
+        # lengths: a mean dilutes a pattern by the sequence's length, while
+        # the last state is read at each sequence's own end.
+        return "last" if ragged else "mean"
+
+    def _length_arguments(self, sequences):
+        """The network's ``length_scaling`` and ``conv_max``, from
+        ``length_aware`` and the training data."""
+        lengths = np.asarray(sequences.lengths)
+        ragged = lengths.size > 0 and lengths.min() != lengths.max()
+        if not (self.length_aware and ragged and self.output_mode == "last"):
+            return {"length_scaling": None, "conv_max": False}
+        log_lengths = np.log(lengths.astype(np.float64))
+        return {
+            "length_scaling": (float(log_lengths.mean()), float(log_lengths.std())),
+            "conv_max": True,
+        }
+
     def _early_stopping_on(self, n_samples):
         """``early_stopping``, with "auto" resolved for ``n_samples``."""
         if self.early_stopping != "auto":
@@ -809,11 +846,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             cell=self.cell,
             dropout=self.dropout,
             output_mode=self.output_mode,
-            pooling=self.pooling,
+            pooling=self._resolve_pooling(sequences),
             conv_filters=tuple(self.conv_filters or ()),
             conv_kernel_sizes=self._conv_kernel_sizes(),
             conv_placement=self.conv_placement,
             recurrent_stride=self._resolve_recurrent_stride(sequences),
+            **self._length_arguments(sequences),
             forget_bias=self.forget_bias,
             sequence_norm=self.sequence_norm,
             feature_mean=None if mean is None else torch.as_tensor(mean),

@@ -53,6 +53,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {forget_bias}
     {standardize}
     {sequence_norm}
+    {length_aware}
     {categorical_features}
     {static_features}
     {embedding_size}
@@ -139,7 +140,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         cell="lstm",
         dropout=0.3,
         output_mode="last",
-        pooling="last",
+        pooling="auto",
         conv_filters=(64, 128, 64),
         conv_kernel_size="auto",
         conv_placement="parallel",
@@ -147,6 +148,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
+        length_aware=True,
         categorical_features="from_dtype",
         static_features=None,
         embedding_size="auto",
@@ -188,6 +190,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,
+            length_aware=length_aware,
             categorical_features=categorical_features,
             static_features=static_features,
             embedding_size=embedding_size,

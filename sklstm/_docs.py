@@ -36,12 +36,15 @@ dropout : float
 output_mode : {"last", "sequence"}
     "last": one prediction per sequence. "sequence": one per time step of
     each sequence; ``pooling`` is then unused.
-pooling : {"last", "mean", "max", "attention"}
+pooling : {"auto", "last", "mean", "max", "attention"}
     How the recurrent states over time become the one vector a sequence's
     prediction is made from: the state at the last valid step (for a
     bidirectional network, joined with the backward state at the first
     step), their mean or maximum over valid steps, or a learned
-    attention-weighted sum.
+    attention-weighted sum. "auto": "mean" when the training sequences all
+    have one length (the mean sees the whole of a long series, where the
+    last state mostly holds its recent steps), "last" when their lengths
+    differ (a mean would dilute a pattern by the sequence's length).
 conv_filters : tuple of int or None
     Channels of each layer of a convolutional branch beside the recurrent
     layers, which makes the network an LSTM-FCN hybrid (Karim et al. 2018):
@@ -85,6 +88,16 @@ sequence_norm : {"append", "replace"} or None
     z-normalised per feature over its own valid steps: its shape regardless
     of its level and scale. "append" doubles the input features the network
     sees. None: the input only, standardised with ``standardize``.
+length_aware : bool
+    Let the network use how long each sequence is. When the training
+    sequences' lengths differ and ``output_mode="last"``, the network also
+    takes each sequence's log length (standardised, beside any static
+    features), and the convolutions' summary adds their maximum over a
+    sequence's valid steps to their mean: a mean dilutes a short pattern by
+    the sequence's length, a maximum finds it at any length. Equal-length
+    training data is unaffected. Set False when lengths should tell the
+    network nothing, e.g. when it will predict on the first steps of
+    sequences it was trained on whole.
 categorical_features : "from_dtype", array-like of int, bool or str, or None
     Features that are categories, not numbers: positions, a boolean mask or
     column names, as in ``HistGradientBoostingClassifier``. "from_dtype":

@@ -679,6 +679,9 @@ def _check_network(estimator, fields, module_kwargs):
             )
     for key, expected in _architecture(estimator).items():
         value = arguments[key]
+        if key == "pooling" and expected == "auto":
+            # Resolved from the training data: "last" or "mean".
+            expected = value if value in ("last", "mean") else "last or mean"
         if not _same(value, expected):
             raise _Invalid(
                 f"the network's {key} is {_show(value)} but the parameter "
@@ -695,6 +698,7 @@ def _check_network(estimator, fields, module_kwargs):
             f"recurrent_stride is {_show(estimator.recurrent_stride)} (output_mode "
             f"{estimator.output_mode!r})"
         )
+    _check_length_arguments(estimator, arguments)
     n_inputs = arguments["n_inputs"]
     dropout = arguments["dropout"]
     if not (_is_number(dropout) and 0 <= dropout < 1):
@@ -760,6 +764,35 @@ def _check_network(estimator, fields, module_kwargs):
         raise _Invalid(
             f"the network reads {n_inputs} features per time "
             f"step but n_step_features is {fields['n_step_features']}"
+        )
+
+
+def _check_length_arguments(estimator, arguments):
+    """``length_scaling`` and ``conv_max``: both set by a length-aware fit
+    on sequences of unequal lengths, or neither."""
+    scaling, conv_max = arguments["length_scaling"], arguments["conv_max"]
+    if scaling is not None and not (
+        isinstance(scaling, tuple)
+        and len(scaling) == 2
+        and all(_is_number(value) and np.isfinite(value) for value in scaling)
+        and scaling[1] > 0
+    ):
+        raise _Invalid(
+            "the network's length_scaling must be null or a finite mean and a "
+            f"positive scale, got {_show(scaling)}"
+        )
+    if type(conv_max) is not bool or conv_max != (scaling is not None):
+        raise _Invalid(
+            f"the network's conv_max ({_show(conv_max)}) and length_scaling "
+            f"({_show(scaling)}) must be set together"
+        )
+    if scaling is not None and not (
+        estimator.length_aware and estimator.output_mode == "last"
+    ):
+        raise _Invalid(
+            "the network takes sequence lengths but the parameters are "
+            f"length_aware={estimator.length_aware!r}, output_mode="
+            f"{estimator.output_mode!r}"
         )
 
 

@@ -77,6 +77,15 @@ class RecurrentNetwork(nn.Module):
         Static features pass through a ReLU layer of ``hidden_size`` units
         and join the pooled state (``"last"``) or every step
         (``"sequence"``) before the output layer.
+    length_scaling : tuple of two floats or None
+        Mean and scale of the training sequences' log lengths: each
+        sequence's standardised log length then joins the static features
+        (a static layer is built for it). Only with ``output_mode="last"``:
+        per step, the whole sequence's length would tell each step about
+        the steps after it.
+    conv_max : bool
+        The convolutions' summary is their maximum over valid steps beside
+        their mean (``"parallel"`` placement only).
     n_scale_outputs : int
         Outputs after the ``n_outputs`` ones, from a linear layer of their
         own beside the output layer: the log-scales of
@@ -115,6 +124,8 @@ class RecurrentNetwork(nn.Module):
         static_scale=None,
         static_sizes=(),
         static_embedding_sizes=(),
+        length_scaling=None,
+        conv_max=False,
         n_scale_outputs=0,
         seed=None,
     ):
@@ -145,7 +156,14 @@ class RecurrentNetwork(nn.Module):
             self.register_buffer("static_mean", torch.as_tensor(mean).float())
             self.register_buffer("static_scale", torch.as_tensor(scale).float())
         self.static_embeddings = _embeddings(static_sizes, static_embedding_sizes)
-        static_width = static_numeric + sum(static_embedding_sizes)
+        if length_scaling is not None and output_mode != "last":
+            raise ValueError("length_scaling needs output_mode='last'")
+        self.length_scaling = (
+            None if length_scaling is None else tuple(map(float, length_scaling))
+        )
+        static_width = (
+            static_numeric + sum(static_embedding_sizes) + (length_scaling is not None)
+        )
         # Static features pass through a layer of their own before they join
         # the pooled state: joined to the output layer directly, each would
         # reach the logits through one weight, which the optimiser moves by
@@ -171,7 +189,8 @@ class RecurrentNetwork(nn.Module):
         self.convolutions = nn.ModuleList(convolutions)
         self.conv_norms = nn.ModuleList(norms)
         parallel = bool(conv_filters) and conv_placement == "parallel"
-        conv_outputs = channels if parallel else 0
+        self.conv_max = bool(conv_max) and parallel
+        conv_outputs = (2 if self.conv_max else 1) * channels if parallel else 0
 
         recurrent = _CELLS[cell]
         self.recurrent_stride = recurrent_stride
@@ -316,7 +335,9 @@ class RecurrentNetwork(nn.Module):
         else:
             states = self._bidirectional(x, steps_lengths, equal_lengths)
 
-        sequence_features = self._static_features(static, static_codes, x.dtype)
+        sequence_features = self._static_features(
+            static, static_codes, x.dtype, self._log_lengths(padded, lengths)
+        )
         if self.output_mode == "sequence":
             if conv_states is not None:
                 states = torch.cat([states, conv_states], dim=-1)
@@ -327,6 +348,14 @@ class RecurrentNetwork(nn.Module):
         features = self._pool(states, steps_lengths, steps_mask)
         if conv_states is not None:
             conv_summary = _masked_mean(conv_states, lengths, mask)
+            if self.conv_max:
+                # A mean over the valid steps dilutes a short pattern by the
+                # sequence's length; the maximum finds it at any length.
+                peaks = conv_states
+                if mask is not None:
+                    # After a ReLU every value is >= 0: padding at -1 never wins.
+                    peaks = conv_states.masked_fill(~mask[..., None], -1.0)
+                conv_summary = torch.cat([conv_summary, peaks.amax(dim=1)], dim=-1)
             features = torch.cat([features, conv_summary], dim=-1)
         if sequence_features is not None:
             features = torch.cat([features, sequence_features], dim=-1)
@@ -342,14 +371,31 @@ class RecurrentNetwork(nn.Module):
         # predictable the scales then learned several times the errors.
         return torch.cat([self.head(features), self.scale_head(features)], dim=-1)
 
-    def _static_features(self, static, static_codes, dtype):
-        """The static features of each sequence, standardised and embedded."""
+    def _log_lengths(self, padded, lengths):
+        """Each sequence's standardised log length, as a (batch, 1) column;
+        None without ``length_scaling``."""
+        if self.length_scaling is None:
+            return None
+        if lengths is None:
+            # Every row fills the batch. A sum rather than the shape as a
+            # number, so that an exported graph keeps its time axis dynamic.
+            counts = torch.ones_like(padded[..., 0], dtype=torch.float32).sum(dim=1)
+        else:
+            counts = lengths.to(device=padded.device, dtype=torch.float32)
+        mean, scale = self.length_scaling
+        return ((torch.log(counts) - mean) / scale)[:, None]
+
+    def _static_features(self, static, static_codes, dtype, log_lengths=None):
+        """The static features of each sequence, standardised and embedded,
+        with its log length when the network takes it."""
         parts = []
         if self.static_numeric:
             values = (static.to(dtype) - self.static_mean) / self.static_scale
             parts.append(torch.nan_to_num(values, nan=0.0))
         for position, embedding in enumerate(self.static_embeddings):
             parts.append(embedding(static_codes[:, position]).to(dtype))
+        if log_lengths is not None:
+            parts.append(log_lengths.to(dtype))
         if not parts:
             return None
         return self.static_layer(torch.cat(parts, dim=-1))

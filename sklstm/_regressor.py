@@ -40,6 +40,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     {forget_bias}
     {standardize}
     {sequence_norm}
+    {length_aware}
     {categorical_features}
     {static_features}
     {embedding_size}
@@ -170,6 +171,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
+        length_aware=True,
         categorical_features="from_dtype",
         static_features=None,
         embedding_size="auto",
@@ -211,6 +213,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,
+            length_aware=length_aware,
             categorical_features=categorical_features,
             static_features=static_features,
             embedding_size=embedding_size,

@@ -69,6 +69,8 @@ _NOT_FORWARDED = {
     "embedding_size",
     "min_frequency",
     "time_deltas",
+    # Windows all have the forecaster's window length.
+    "length_aware",
     # The forecaster's own intervals are not built on the regressor's yet: a
     # scale head would train outputs nothing reads.
     "interval_width",

@@ -244,9 +244,9 @@ def test_every_regressor_parameter_is_forwarded():
 
     regressor_params = set(LSTMRegressor().get_params()) - _NOT_FORWARDED
     assert regressor_params <= set(LSTMForecaster().get_params())
-    # Only the output mode, the options of tabular input and the regressor's
-    # interval widths (the forecaster's intervals do not use them yet) stay
-    # behind.
+    # Only the output mode, the options of tabular input, length_aware (all
+    # windows are equally long) and the regressor's interval widths (the
+    # forecaster's intervals do not use them yet) stay behind.
     assert _NOT_FORWARDED == {
         "output_mode",
         "categorical_features",
@@ -254,6 +254,7 @@ def test_every_regressor_parameter_is_forwarded():
         "embedding_size",
         "min_frequency",
         "time_deltas",
+        "length_aware",
         "interval_width",
     }
     forecaster = LSTMForecaster(cell="gru", weight_decay=1e-3, **FAST)

@@ -747,6 +747,35 @@ MISMATCHES = {
         "classifier",
         lambda m: m["params"].update(standardize=False),
     ),
+    "length scaling without the maximum": (
+        "classifier",
+        _module(length_scaling={"__tuple__": [3.0, 0.5]}),
+    ),
+    "length scaling with a negative scale": (
+        "classifier",
+        _module(length_scaling={"__tuple__": [3.0, -0.5]}, conv_max=True),
+    ),
+    "length scaling of one number": (
+        "classifier",
+        _module(length_scaling={"__tuple__": [3.0]}, conv_max=True),
+    ),
+    "conv_max given as 1": ("classifier", _module(conv_max=1)),
+    "pooling auto with a max-pooled network": (
+        "classifier",
+        lambda m: (
+            m["params"].update(pooling="auto"),
+            m["module_kwargs"].update(pooling="max"),
+        ),
+    ),
+    "lengths in the network, length_aware=False": (
+        "classifier",
+        lambda m: (
+            m["params"].update(length_aware=False),
+            m["module_kwargs"].update(
+                length_scaling={"__tuple__": [3.0, 0.5]}, conv_max=True
+            ),
+        ),
+    ),
     "categories of another size": (
         "categorical",
         _module(categorical_sizes={"__tuple__": [40]}),
