@@ -23,6 +23,14 @@ from torch.utils.data import Dataset
 # length within the pool: batches then hold similar lengths (little padding)
 # while the pools keep the order random from epoch to epoch.
 _BUCKET_POOL_BATCHES = 50
+# When the training data makes one pool, the sort is by length times a
+# random factor in [1, this), drawn every epoch. Sorted by length alone, one
+# pool is cut into the same batches every epoch, each of one length range,
+# so that batch-norm statistics and each gradient step follow the length
+# (and whatever the length predicts). Larger data sets are drawn into new
+# pools every epoch, and their batches change with them; there the spread
+# would only add padding (it doubled the epoch of benchmarks/tabular.py).
+_BUCKET_SPREAD = 4.0
 
 # Data goes to the GPU whole only when it takes at most this share of the
 # free device memory; the rest is left for weights, activations and kernels.
@@ -137,9 +145,10 @@ class Batches:
     iterates it once per epoch. Equal-length data is shuffled by one
     ``randperm`` per epoch, as in a hand-written loop. Ragged data is
     bucketed: similar lengths are batched together so that little time is
-    spent on padding, and each batch is padded only to its own longest
-    sequence when it is gathered (in training and validation, rounded up by
-    :func:`padded_length`).
+    spent on padding (in training on data of one pool, lengths up to about
+    ``_BUCKET_SPREAD`` times apart, mixed anew every epoch), and each batch
+    is padded only to its own longest sequence when it is gathered (in
+    training and validation, rounded up by :func:`padded_length`).
 
     Parameters
     ----------
@@ -227,7 +236,11 @@ class Batches:
         pool_size = self.batch_size * world_size * _BUCKET_POOL_BATCHES
         batches = []
         for pool in torch.split(order, pool_size):
-            by_length = pool[torch.argsort(self.data.lengths[pool], stable=True)]
+            key = self.data.lengths[pool].double().log()
+            if self.shuffle and len(pool) == len(order):
+                spread = torch.rand(len(pool), generator=generator, dtype=key.dtype)
+                key = key + spread * math.log(_BUCKET_SPREAD)
+            by_length = pool[torch.argsort(key, stable=True)]
             batches.extend(_even_split(by_length, self.batch_size, world_size))
         # Whole steps are shuffled: the batches of one step, cut from
         # neighbouring lengths, keep the processes' step times alike.

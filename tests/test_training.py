@@ -43,9 +43,28 @@ def test_ragged_batches_waste_little_on_padding():
     )
     useful = int(data.lengths.sum())
     padded_to_longest = len(data) * int(data.lengths.max())
-    # Bucketing by length, then the grid of padded_length (under 25% each).
+    # Bucketing by length (2,000 sequences make two pools), then the grid
+    # of padded_length (under 25% each).
     assert computed < 1.2 * useful
     assert padded_to_longest > 3 * useful
+
+
+def test_a_small_ragged_data_set_is_cut_into_new_batches_every_epoch():
+    # 50 sequences make one pool: sorted by length alone, every epoch would
+    # have the same three batches, each of one length range. (Padding then
+    # grows: 1.7x the steps on the lengths above, 50x apart, against 1.2x.)
+    data = _ragged_data(n_samples=50)
+    batches = Batches(
+        data, 16, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    epochs = [{frozenset(targets.tolist()) for _, targets in batches} for _ in range(2)]
+    assert epochs[0] != epochs[1]
+    spans = [
+        float(inputs["lengths"].max() / inputs["lengths"].min())
+        for inputs, _ in batches
+    ]
+    # Lengths up to about 4x apart share a batch.
+    assert max(spans) > 2
 
 
 def test_batches_are_cut_to_their_longest_sequence_on_a_coarse_grid():
