@@ -70,7 +70,8 @@ _EXPLODED = 1e6
 _AUTO_MIN_BATCH = 16
 _AUTO_MAX_BATCH = 64
 # max_epochs="auto": at least this many optimiser steps (more for sequences
-# longer than _AUTO_LONG steps), within these epochs...
+# longer than _AUTO_LONG steps), within these epochs (the most, too, grows
+# with the length)...
 _AUTO_MIN_STEPS = 500
 _AUTO_LONG = 100
 _AUTO_MIN_EPOCHS = 100
@@ -769,9 +770,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # data sets (benchmarks/RESULTS.md), within a cap.
         n_batches = math.ceil(n_train / self._resolve_batch_size(n_train))
         mean_length = 1.0 if train_steps is None else train_steps / n_train
-        steps = _AUTO_MIN_STEPS * max(1.0, mean_length / _AUTO_LONG)
+        longer = max(1.0, mean_length / _AUTO_LONG)
+        steps = _AUTO_MIN_STEPS * longer
         epochs = min(
-            _AUTO_MAX_EPOCHS, max(_AUTO_MIN_EPOCHS, math.ceil(steps / n_batches))
+            round(_AUTO_MAX_EPOCHS * longer),
+            max(_AUTO_MIN_EPOCHS, math.ceil(steps / n_batches)),
         )
         if train_steps is not None:
             # A fit's time grows with the sequence steps it goes through:

@@ -136,7 +136,8 @@ max_epochs : int or "auto"
     sooner. "auto": enough epochs for 500 optimiser steps, more for long
     sequences (500 x their mean length / 100 when that is over 100 steps),
     that is ``ceil(steps / n_batches)`` for ``n_batches`` mini-batches per
-    epoch, clipped to [100, 300]; then at most as many epochs as keep the
+    epoch, clipped to [100, 300] (the 300 also grows with a mean length
+    over 100 steps, in proportion); then at most as many epochs as keep the
     fit within 8,000,000 sequence steps in all (epochs x the training
     sequences' time steps), but at least 10. For short sequences and the
     "auto" batch size this gives 300 epochs for up to 16 training

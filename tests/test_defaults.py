@@ -72,7 +72,8 @@ def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
     "n_train, length, expected",
     [
         (50, 150, 188),  # 750 optimiser steps of 4 batches
-        (36, 251, 300),  # 1255 steps of 3 batches, capped
+        (36, 251, 419),  # 1255 steps of 3 batches (the most: 753)
+        (10, 251, 753),  # 1255 steps of 1 batch, capped at 300 x 2.51
         (200, 427, 93),  # 8,000,000 sequence steps / 85,400 per epoch
         (5000, 20, 80),  # 100,000 sequence steps per epoch
         (5000, 2000, 10),  # the floor
