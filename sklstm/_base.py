@@ -83,6 +83,8 @@ _AUTO_WORK = 8_000_000
 _AUTO_FLOOR_EPOCHS = 10
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
+# length_aware: the least spread of log lengths the length is scaled by.
+_MIN_LOG_LENGTH_SCALE = 0.2
 # What pooling="auto" resolves to, for ragged and for equal-length data.
 _AUTO_POOLING = ("last", "mean")
 # recurrent_stride="auto": at most this many recurrent steps per sequence.
@@ -811,8 +813,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if not (self.length_aware and ragged and self.output_mode == "last"):
             return {"length_scaling": None, "conv_max": False}
         log_lengths = np.log(lengths.astype(np.float64))
+        # Lengths that barely vary would make a new length look extreme.
+        scale = max(float(log_lengths.std()), _MIN_LOG_LENGTH_SCALE)
         return {
-            "length_scaling": (float(log_lengths.mean()), float(log_lengths.std())),
+            "length_scaling": (float(log_lengths.mean()), scale),
             "conv_max": True,
         }
 

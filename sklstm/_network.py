@@ -79,7 +79,8 @@ class RecurrentNetwork(nn.Module):
         (``"sequence"``) before the output layer.
     length_scaling : tuple of two floats or None
         Mean and scale of the training sequences' log lengths: each
-        sequence's standardised log length then joins the static features
+        sequence's standardised log length, bounded to [-5, 5], then joins
+        the static features
         (a static layer is built for it). Only with ``output_mode="last"``:
         per step, the whole sequence's length would tell each step about
         the steps after it.
@@ -383,7 +384,10 @@ class RecurrentNetwork(nn.Module):
         else:
             counts = lengths.to(device=padded.device, dtype=torch.float32)
         mean, scale = self.length_scaling
-        return ((torch.log(counts) - mean) / scale)[:, None]
+        # Bounded, so that a length far outside the training ones (a
+        # sequence of a million steps) cannot swamp the other features.
+        standardised = ((torch.log(counts) - mean) / scale).clamp(-5.0, 5.0)
+        return standardised[:, None]
 
     def _static_features(self, static, static_codes, dtype, log_lengths=None):
         """The static features of each sequence, standardised and embedded,

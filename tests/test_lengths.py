@@ -46,6 +46,21 @@ def test_ragged_training_data_makes_the_network_length_aware():
     np.testing.assert_allclose(_lengths_seen(clf, new[1:2]), expected[:1], rtol=1e-5)
 
 
+def test_nearly_equal_lengths_keep_new_lengths_in_bounds():
+    # Lengths 40 and 41: their spread of log lengths (0.012) would put a
+    # sequence of 400 steps 190 units out. The scale is at least 0.2 and
+    # the column is bounded to [-5, 5].
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(40 + i % 2, 2)).astype(np.float32) for i in range(30)]
+    y = np.arange(30) % 2
+    clf = LSTMClassifier(**TINY).fit(X, y)
+    mean, scale = clf.net_.module_.length_scaling
+    assert scale == 0.2
+    new = [np.zeros((n, 2), np.float32) for n in (41, 400)]
+    seen = _lengths_seen(clf, new)
+    np.testing.assert_allclose(seen, [(np.log(41) - mean) / 0.2, 5.0], rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "params, ragged",
     [
