@@ -91,6 +91,12 @@ _AUTO_POOLING = ("last", "mean")
 _AUTO_RECURRENT_STEPS = 500
 
 
+def _unequal_lengths(sequences):
+    """Whether the (training) sequences differ in length."""
+    lengths = np.asarray(sequences.lengths)
+    return lengths.size > 0 and bool(lengths.min() != lengths.max())
+
+
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     """Base class for recurrent-network estimators.
 
@@ -797,22 +803,22 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """``pooling``, with "auto" resolved for the training data."""
         if self.pooling != "auto":
             return self.pooling
-        lengths = np.asarray(sequences.lengths)
-        ragged = lengths.size > 0 and lengths.min() != lengths.max()
         # Equal lengths: the mean of the states sees the whole series, where
         # the last state of a long one mostly holds its recent steps. Unequal
         # lengths: a mean dilutes a pattern by the sequence's length, while
         # the last state is read at each sequence's own end.
-        return "last" if ragged else "mean"
+        return "last" if _unequal_lengths(sequences) else "mean"
 
     def _length_arguments(self, sequences):
         """The network's ``length_scaling`` and ``conv_max``, from
         ``length_aware`` and the training data."""
-        lengths = np.asarray(sequences.lengths)
-        ragged = lengths.size > 0 and lengths.min() != lengths.max()
-        if not (self.length_aware and ragged and self.output_mode == "last"):
+        if not (
+            self.length_aware
+            and _unequal_lengths(sequences)
+            and self.output_mode == "last"
+        ):
             return {"length_scaling": None, "conv_max": False}
-        log_lengths = np.log(lengths.astype(np.float64))
+        log_lengths = np.log(np.asarray(sequences.lengths, dtype=np.float64))
         # Lengths that barely vary would make a new length look extreme.
         scale = max(float(log_lengths.std()), _MIN_LOG_LENGTH_SCALE)
         return {
