@@ -139,7 +139,9 @@ max_epochs : int or "auto"
     epoch, clipped to [100, 300] (the 300 also grows with a mean length
     over 100 steps, in proportion); then at most as many epochs as keep the
     fit within 8,000,000 sequence steps in all (epochs x the training
-    sequences' time steps), but at least 10. For short sequences and the
+    sequences' time steps; with ``recurrent_stride`` s, a time step counts
+    (1 + 1/s) / 2, as the recurrent layers step through 1/s of them), but
+    at least 10. For short sequences and the
     "auto" batch size this gives 300 epochs for up to 16 training
     sequences, 250 for 17 to 32, 167 for 33 to 48, 125 for 49 to 64 and 100
     from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 80

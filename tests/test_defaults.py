@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import sklstm._base
 from sklstm import LSTMClassifier, LSTMRegressor
 
 
@@ -85,3 +86,30 @@ def test_auto_max_epochs_trains_long_sequences_longer_within_a_budget(
     epochs = LSTMClassifier()._resolve_max_epochs(n_train, n_train * length)
     assert epochs == expected
     assert LSTMClassifier(max_epochs=7)._resolve_max_epochs(n_train, 10**9) == 7
+
+
+@pytest.mark.parametrize(
+    "stride, expected",
+    [
+        (1, 54),  # 8,000,000 / 146,000 sequence steps per epoch
+        (3, 82),  # each step counts 1/2 + 1/2 / 3 of one: 97,333 per epoch
+        (4, 87),  # 1/2 + 1/2 / 4: 91,250 per epoch
+    ],
+)
+def test_the_budget_counts_strided_recurrent_steps_for_less(stride, expected):
+    # 100 sequences of 1,460 steps: the recurrent layers step through a
+    # third of them at stride 3, the convolutions through all.
+    assert LSTMClassifier()._resolve_max_epochs(100, 146_000, stride) == expected
+
+
+def test_fit_budgets_with_the_stride_it_chose(monkeypatch):
+    # 20 sequences of 1,200 steps: recurrent_stride="auto" reads 3 at a
+    # time, so an epoch counts 24,000 x (1/2 + 1/6) = 16,000 steps.
+    monkeypatch.setattr(sklstm._base, "_AUTO_WORK", 48_000)
+    monkeypatch.setattr(sklstm._base, "_AUTO_FLOOR_EPOCHS", 1)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20, 1200, 1)).astype(np.float32)
+    y = np.arange(20) % 2
+    clf = LSTMClassifier(hidden_size=4, conv_filters=(4,), random_state=0).fit(X, y)
+    assert clf.net_.module_.recurrent_stride == 3
+    assert clf.n_iter_ == 3  # 2 if every step counted in full
