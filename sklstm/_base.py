@@ -98,12 +98,6 @@ _AUTO_POOLING = ("last", "mean")
 _AUTO_RECURRENT_STEPS = 500
 
 
-def _unequal_lengths(sequences):
-    """Whether the (training) sequences differ in length."""
-    lengths = np.asarray(sequences.lengths)
-    return lengths.size > 0 and bool(lengths.min() != lengths.max())
-
-
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     """Base class for recurrent-network estimators.
 
@@ -821,14 +815,14 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # the last state of a long one mostly holds its recent steps. Unequal
         # lengths: a mean dilutes a pattern by the sequence's length, while
         # the last state is read at each sequence's own end.
-        return "last" if _unequal_lengths(sequences) else "mean"
+        return "mean" if sequences.equal_lengths else "last"
 
     def _length_arguments(self, sequences):
         """The network's ``length_scaling`` and ``conv_max``, from
         ``length_aware`` and the training data."""
         if not (
             self.length_aware
-            and _unequal_lengths(sequences)
+            and not sequences.equal_lengths
             and self.output_mode == "last"
         ):
             return {"length_scaling": None, "conv_max": False}

@@ -680,7 +680,8 @@ def _check_network(estimator, fields, module_kwargs):
     for key, expected in _architecture(estimator).items():
         value = arguments[key]
         if key == "pooling" and expected == "auto":
-            # Resolved from the training data: "last" or "mean".
+            # Resolved from the training data: _base._AUTO_POOLING, written
+            # out here as this module stays below the estimators.
             expected = value if value in ("last", "mean") else "last or mean"
         if not _same(value, expected):
             raise _Invalid(
