@@ -477,13 +477,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 if not is_out_of_memory(exc):
                     raise
                 raise self._out_of_memory_error(exc, "build", device) from exc
-        epochs = (
-            1
-            if incremental
-            else self._resolve_max_epochs(
-                len(train_rows), train_steps, net.module_.recurrent_stride
-            )
-        )
+        # The net was built for this fit's max_epochs (its schedule spans them).
+        epochs = 1 if incremental else net.max_epochs
         try:
             interrupted = train(
                 net,
