@@ -156,6 +156,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
+        "weight_averaging": [None, Interval(Real, 0, 1, closed="neither")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -201,6 +202,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         weight_decay,
         gradient_clip,
         lr_schedule,
+        weight_averaging,
         early_stopping,
         validation_fraction,
         n_iter_no_change,
@@ -241,6 +243,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.weight_decay = weight_decay
         self.gradient_clip = gradient_clip
         self.lr_schedule = lr_schedule
+        self.weight_averaging = weight_averaging
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -454,6 +457,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 use_validation=use_validation,
                 seed=seed,
                 iterator=data.iterator,
+                incremental=incremental,
             )
             net.initialize()
             continue_training(
@@ -470,6 +474,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 use_validation=use_validation,
                 seed=seed,
                 iterator=data.iterator,
+                incremental=incremental,
             )
             try:
                 net.initialize()
@@ -849,6 +854,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         use_validation,
         seed,
         iterator=Batches,
+        incremental=False,
     ):
         """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale, missing = self._feature_statistics(sequences)
@@ -885,6 +891,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             use_validation=use_validation,
             seed=seed,
             iterator=iterator,
+            incremental=incremental,
         )
 
     def _net_for(
@@ -897,6 +904,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         use_validation,
         seed,
         iterator=Batches,
+        incremental=False,
     ):
         """The skorch net for these parameters and the network's arguments.
 
@@ -904,7 +912,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         None when not known) and ``use_validation`` resolve the "auto"
         parameters;
         ``seed`` seeds every random draw of its training (see SequenceNet);
-        ``iterator`` batches the training data (see the data's ``iterator``).
+        ``iterator`` batches the training data (see the data's ``iterator``);
+        ``incremental``: the net trains one epoch of ``partial_fit``, where
+        an average of the weights, restarted in every call, would only lag
+        behind them.
         """
         return build_net(
             module=RecurrentNetwork,
@@ -919,6 +930,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             batch_size=self._resolve_batch_size(n_train),
             gradient_clip=self.gradient_clip,
             lr_schedule=self.lr_schedule,
+            weight_averaging=None if incremental else self.weight_averaging,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             use_validation=use_validation,

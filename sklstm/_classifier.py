@@ -66,6 +66,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {weight_decay}
     {gradient_clip}
     {lr_schedule}
+    {weight_averaging}
     {early_stopping}
         The score is accuracy; with ``output_mode="last"`` the hold-out is
         stratified by class when every class has enough sequences.
@@ -161,6 +162,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         weight_decay=0.0,
         gradient_clip=None,
         lr_schedule="cosine",
+        weight_averaging=None,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -203,6 +205,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             weight_decay=weight_decay,
             gradient_clip=gradient_clip,
             lr_schedule=lr_schedule,
+            weight_averaging=weight_averaging,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,

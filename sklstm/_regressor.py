@@ -53,6 +53,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     {weight_decay}
     {gradient_clip}
     {lr_schedule}
+    {weight_averaging}
     {early_stopping}
         The score is R^2, averaged over outputs. Small regression data sets
         are overfitted within a few epochs; the held-out R^2 is what stops
@@ -184,6 +185,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         weight_decay=0.0,
         gradient_clip=None,
         lr_schedule="cosine",
+        weight_averaging=0.97,
         early_stopping="auto",
         validation_fraction=0.2,
         n_iter_no_change=10,
@@ -226,6 +228,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             weight_decay=weight_decay,
             gradient_clip=gradient_clip,
             lr_schedule=lr_schedule,
+            weight_averaging=weight_averaging,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,

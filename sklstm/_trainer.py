@@ -299,6 +299,78 @@ class DivergenceCheck(Callback):
             raise TrainingDiverged(f"train_loss={loss}")
 
 
+class WeightAveraging(Callback):
+    """Validates, and keeps, an exponential moving average of the weights.
+
+    After every optimiser step the average moves ``1 - decay`` of the way
+    to the new weights (Polyak averaging). Each validation runs on the
+    averaged weights, which stay in the module through ``on_epoch_end``, so
+    that early stopping scores and snapshots them; the next epoch trains on
+    from the weights the optimiser left. After training the module holds
+    the average (or, with ``load_best``, the best epoch's average).
+    Buffers (batch-norm statistics) are not averaged: they are running
+    averages already.
+
+    Must come before early stopping among the callbacks: its
+    ``on_train_end`` loads the average, and early stopping's then loads the
+    best epoch's.
+    """
+
+    def __init__(self, decay):
+        self.decay = decay
+
+    def on_train_begin(self, net, **kwargs):
+        with torch.no_grad():
+            self.average_ = [p.detach().clone() for p in net.module_.parameters()]
+        self.trained_ = None
+        self.steps_ = 0
+
+    def on_epoch_begin(self, net, **kwargs):
+        self._restore_trained(net)
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training and self.trained_ is None:
+            params = list(net.module_.parameters())
+            with torch.no_grad():
+                self.trained_ = [p.detach().clone() for p in params]
+                for param, average in zip(params, self.average_, strict=True):
+                    param.copy_(average)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            # Normalised over the steps taken so far (as Adam corrects its
+            # moments): the first step's weights are the average, not a
+            # blend with the initial ones, so short fits do not lag.
+            self.steps_ += 1
+            weight = (1.0 - self.decay) / (1.0 - self.decay**self.steps_)
+            with torch.no_grad():
+                for average, param in zip(
+                    self.average_, net.module_.parameters(), strict=True
+                ):
+                    average.lerp_(param.detach(), weight)
+
+    def on_train_end(self, net, **kwargs):
+        if self.trained_ is None:
+            # Not validated since the last step (no validation split, or
+            # an interrupt): the module still holds the trained weights.
+            with torch.no_grad():
+                for param, average in zip(
+                    net.module_.parameters(), self.average_, strict=True
+                ):
+                    param.copy_(average)
+        # A fitted net keeps no copies of its weights.
+        self.average_ = self.trained_ = None
+
+    def _restore_trained(self, net):
+        if self.trained_ is not None:
+            with torch.no_grad():
+                for param, trained in zip(
+                    net.module_.parameters(), self.trained_, strict=True
+                ):
+                    param.copy_(trained)
+            self.trained_ = None
+
+
 class ValidationEarlyStopping(EarlyStopping):
     """skorch's ``EarlyStopping``, sitting out epochs with no validation.
 
@@ -418,6 +490,7 @@ def build_net(
     batch_size,
     gradient_clip,
     lr_schedule,
+    weight_averaging=None,
     n_iter_no_change,
     tol,
     use_validation,
@@ -458,6 +531,9 @@ def build_net(
                 ),
             )
         )
+    if weight_averaging is not None:
+        # Before early stopping, which must see (and keep) the averages.
+        steps.append(("weight_averaging", WeightAveraging(weight_averaging)))
     if use_validation:
         steps.append(
             (
