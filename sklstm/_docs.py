@@ -180,7 +180,8 @@ weight_averaging : float in (0, 1) or None
     noise of the last steps, which on a small regression set can decide
     whether the network beats predicting the mean. ``partial_fit`` does
     not average. None: the weights as the optimiser left them. The
-    regressor averages by default (0.97), the classifier does not.
+    regressor and the forecaster average by default (0.97), the
+    classifier does not.
 early_stopping : bool or "auto"
     Hold out ``validation_fraction`` of the sequences ``fit`` gets, stop
     training when the validation score has not improved by more than

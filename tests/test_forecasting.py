@@ -245,9 +245,8 @@ def test_every_regressor_parameter_is_forwarded():
     regressor_params = set(LSTMRegressor().get_params()) - _NOT_FORWARDED
     assert regressor_params <= set(LSTMForecaster().get_params())
     # Only the output mode, the options of tabular input, length_aware (all
-    # windows are equally long), the regressor's interval widths (the
-    # forecaster's intervals do not use them yet) and its weight averaging
-    # (off in the forecaster) stay behind.
+    # windows are equally long) and the regressor's interval widths (the
+    # forecaster's intervals do not use them yet) stay behind.
     assert _NOT_FORWARDED == {
         "output_mode",
         "categorical_features",
@@ -257,11 +256,12 @@ def test_every_regressor_parameter_is_forwarded():
         "time_deltas",
         "length_aware",
         "interval_width",
-        "weight_averaging",
     }
-    forecaster = LSTMForecaster(cell="gru", weight_decay=1e-3, **FAST)
+    forecaster = LSTMForecaster(
+        cell="gru", weight_decay=1e-3, weight_averaging=0.9, **FAST
+    )
     forecaster.fit(seasonal_series())
-    assert forecaster.regressor_.weight_averaging is None
+    assert forecaster.regressor_.weight_averaging == 0.9
     assert forecaster.regressor_.cell == "gru"
     assert forecaster.regressor_.weight_decay == 1e-3
     assert forecaster.regressor_.max_epochs == 3
