@@ -172,16 +172,17 @@ lr_schedule : {"cosine", "plateau"} or None
     otherwise. None: a constant learning rate.
 weight_averaging : float in (0, 1) or None
     Keep an exponential moving average of the weights while ``fit``
-    trains (Polyak averaging): after every optimiser step it moves
-    ``1 - weight_averaging`` of the way to the new weights, so 0.97
-    averages about the last 30 steps. Validation, and with it early
-    stopping, scores the averaged weights, and the fitted network holds
-    them (the best epoch's, with early stopping). The average damps the
-    noise of the last steps, which on a small regression set can decide
-    whether the network beats predicting the mean. ``partial_fit`` does
-    not average. None: the weights as the optimiser left them. The
-    regressor and the forecaster average by default (0.97), the
-    classifier does not.
+    trains (an exponential form of Polyak averaging): after every
+    optimiser step it moves ``1 - weight_averaging`` of the way to the new
+    weights (more over the first steps, as the average is normalised over
+    the steps taken), so 0.97 averages about the last 30 steps.
+    Validation, and with it early stopping, scores the averaged weights,
+    and the fitted network holds them (the best epoch's, with early
+    stopping). The average damps the noise of the last steps, which on a
+    small regression set can decide whether the network beats predicting
+    the mean. ``partial_fit`` does not average. None: the weights as the
+    optimiser left them. The regressor and the forecaster average by
+    default (0.97), the classifier does not.
 early_stopping : bool or "auto"
     Hold out ``validation_fraction`` of the sequences ``fit`` gets, stop
     training when the validation score has not improved by more than

@@ -303,7 +303,8 @@ class WeightAveraging(Callback):
     """Validates, and keeps, an exponential moving average of the weights.
 
     After every optimiser step the average moves ``1 - decay`` of the way
-    to the new weights (Polyak averaging). Each validation runs on the
+    to the new weights (an exponential form of Polyak averaging),
+    normalised over the steps taken. Each validation runs on the
     averaged weights, which stay in the module through ``on_epoch_end``, so
     that early stopping scores and snapshots them; the next epoch trains on
     from the weights the optimiser left. After training the module holds
