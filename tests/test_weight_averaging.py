@@ -113,30 +113,14 @@ def test_early_stopping_scores_and_keeps_the_average():
     assert {epoch for epoch, _, _ in recorder.validations} == set(range(reg.n_iter_))
 
 
-def test_training_continues_from_the_trained_weights_not_the_average():
-    # Averaging must not feed back: without it and with it, the optimiser
-    # takes the same steps (no dropout, no validation), only what is kept
-    # differs.
-    X, y = _regression_data()
-    options = dict(
-        hidden_size=8,
-        conv_filters=(8,),
-        dropout=0.0,
-        max_epochs=3,
-        batch_size=16,
-        early_stopping=False,
-        random_state=0,
-    )
-    plain, averaged = StepRecorder(), StepRecorder()
-    LSTMRegressor(weight_averaging=None, callbacks=[plain], **options).fit(X, y)
-    LSTMRegressor(weight_averaging=0.9, callbacks=[averaged], **options).fit(X, y)
-    for a, b in zip(plain.steps[-1], averaged.steps[-1], strict=True):
-        torch.testing.assert_close(a, b)
-
-
-def test_validation_does_not_change_the_training_path():
-    # With a validation split, every epoch ends on the average; the next
-    # epoch must train on from the optimiser's weights, as without one.
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_training_continues_from_the_trained_weights_not_the_average(
+    early_stopping,
+):
+    # Averaging must not feed back: with and without it the optimiser takes
+    # the same steps (no dropout), only what is kept differs. With a
+    # validation split every epoch ends on the average, and the next must
+    # train on from the optimiser's weights all the same.
     X, y = _regression_data(n_samples=80)
     options = dict(
         hidden_size=8,
@@ -144,13 +128,14 @@ def test_validation_does_not_change_the_training_path():
         dropout=0.0,
         max_epochs=3,
         batch_size=16,
-        early_stopping=True,
+        early_stopping=early_stopping,
         n_iter_no_change=5,
         random_state=0,
     )
     plain, averaged = StepRecorder(), StepRecorder()
     LSTMRegressor(weight_averaging=None, callbacks=[plain], **options).fit(X, y)
     LSTMRegressor(weight_averaging=0.9, callbacks=[averaged], **options).fit(X, y)
+    assert len(plain.steps) == len(averaged.steps) == 3 * (4 if early_stopping else 5)
     for a, b in zip(plain.steps[-1], averaged.steps[-1], strict=True):
         torch.testing.assert_close(a, b)
 
