@@ -44,7 +44,8 @@ pooling : {"auto", "last", "mean", "max", "attention"}
     attention-weighted sum. "auto": "mean" when the training sequences all
     have one length (the mean sees the whole of a long series, where the
     last state mostly holds its recent steps), "last" when their lengths
-    differ (a mean would dilute a pattern by the sequence's length).
+    differ (a mean would dilute a pattern by the sequence's length);
+    ``partial_fit`` decides on its first call's sequences.
 conv_filters : tuple of int or None
     Channels of each layer of a convolutional branch beside the recurrent
     layers, which makes the network an LSTM-FCN hybrid (Karim et al. 2018):
@@ -97,7 +98,8 @@ length_aware : bool
     the sequence's length, a maximum finds it at any length. Equal-length
     training data is unaffected. Set False when lengths should tell the
     network nothing, e.g. when it will predict on the first steps of
-    sequences it was trained on whole.
+    sequences it was trained on whole. ``partial_fit`` decides on its
+    first call's sequences, when it builds the network.
 categorical_features : "from_dtype", array-like of int, bool or str, or None
     Features that are categories, not numbers: positions, a boolean mask or
     column names, as in ``HistGradientBoostingClassifier``. "from_dtype":
