@@ -25,7 +25,7 @@ from ._device import (
 )
 from ._distributed import agree_on_fit, data_parallel, training_device
 from ._model_file import write_model_file
-from ._network import RecurrentNetwork
+from ._network import AUTO_POOLING, RecurrentNetwork
 from ._out_of_core import StreamedSequences, is_out_of_core, stream_sequences
 from ._sequences import (
     check_features,
@@ -92,8 +92,6 @@ _CONV_SHARE = 0.5
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
 # length_aware: the least spread of log lengths the length is scaled by.
 _MIN_LOG_LENGTH_SCALE = 0.2
-# What pooling="auto" resolves to, for ragged and for equal-length data.
-_AUTO_POOLING = ("last", "mean")
 # recurrent_stride="auto": at most this many recurrent steps per sequence.
 _AUTO_RECURRENT_STEPS = 500
 
@@ -572,7 +570,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if self.recurrent_stride == "auto":
             # Resolved from the first fit's data; the network keeps it.
             now["recurrent_stride"] = then["recurrent_stride"]
-        if self.pooling == "auto" and then["pooling"] in _AUTO_POOLING:
+        if self.pooling == "auto" and then["pooling"] in AUTO_POOLING:
             now["pooling"] = then["pooling"]
         if self.length_aware:
             # Also resolved from the first fit's data (were lengths unequal?).
@@ -815,7 +813,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # the last state of a long one mostly holds its recent steps. Unequal
         # lengths: a mean dilutes a pattern by the sequence's length, while
         # the last state is read at each sequence's own end.
-        return "mean" if sequences.equal_lengths else "last"
+        ragged, equal = AUTO_POOLING
+        return equal if sequences.equal_lengths else ragged
 
     def _length_arguments(self, sequences):
         """The network's ``length_scaling`` and ``conv_max``, from

@@ -52,7 +52,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._conformal import MAX_STORED_SCORES
 from ._device import resolve_device
-from ._network import RecurrentNetwork
+from ._network import AUTO_POOLING, RecurrentNetwork
 from ._trainer import restore_net
 from ._version import __version__
 
@@ -680,9 +680,8 @@ def _check_network(estimator, fields, module_kwargs):
     for key, expected in _architecture(estimator).items():
         value = arguments[key]
         if key == "pooling" and expected == "auto":
-            # Resolved from the training data: _base._AUTO_POOLING, written
-            # out here as this module stays below the estimators.
-            expected = value if value in ("last", "mean") else "last or mean"
+            # Resolved from the training data.
+            expected = value if value in AUTO_POOLING else " or ".join(AUTO_POOLING)
         if not _same(value, expected):
             raise _Invalid(
                 f"the network's {key} is {_show(value)} but the parameter "

@@ -27,6 +27,9 @@ from ._device import new_generator
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 # The weights of one layer of a (unidirectional) torch recurrent module.
 _LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# What the estimators' pooling="auto" builds, for ragged and for
+# equal-length training data; the model file checks a network against it.
+AUTO_POOLING = ("last", "mean")
 
 
 class RecurrentNetwork(nn.Module):

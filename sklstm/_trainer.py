@@ -321,21 +321,19 @@ class WeightAveraging(Callback):
         self.decay = decay
 
     def on_train_begin(self, net, **kwargs):
-        with torch.no_grad():
-            self.average_ = [p.detach().clone() for p in net.module_.parameters()]
+        self.average_ = _copies(net.module_)
         self.trained_ = None
         self.steps_ = 0
 
     def on_epoch_begin(self, net, **kwargs):
-        self._restore_trained(net)
+        if self.trained_ is not None:
+            _load(net.module_, self.trained_)
+            self.trained_ = None
 
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training and self.trained_ is None:
-            params = list(net.module_.parameters())
-            with torch.no_grad():
-                self.trained_ = [p.detach().clone() for p in params]
-                for param, average in zip(params, self.average_, strict=True):
-                    param.copy_(average)
+            self.trained_ = _copies(net.module_)
+            _load(net.module_, self.average_)
 
     def on_batch_end(self, net, training=False, **kwargs):
         if training:
@@ -354,22 +352,21 @@ class WeightAveraging(Callback):
         if self.trained_ is None:
             # Not validated since the last step (no validation split, or
             # an interrupt): the module still holds the trained weights.
-            with torch.no_grad():
-                for param, average in zip(
-                    net.module_.parameters(), self.average_, strict=True
-                ):
-                    param.copy_(average)
+            _load(net.module_, self.average_)
         # A fitted net keeps no copies of its weights.
         self.average_ = self.trained_ = None
 
-    def _restore_trained(self, net):
-        if self.trained_ is not None:
-            with torch.no_grad():
-                for param, trained in zip(
-                    net.module_.parameters(), self.trained_, strict=True
-                ):
-                    param.copy_(trained)
-            self.trained_ = None
+
+def _copies(module):
+    """Copies of ``module``'s parameters, in ``parameters()`` order."""
+    return [param.detach().clone() for param in module.parameters()]
+
+
+def _load(module, values):
+    """Copy ``values`` (see :func:`_copies`) into ``module``'s parameters."""
+    with torch.no_grad():
+        for param, value in zip(module.parameters(), values, strict=True):
+            param.copy_(value)
 
 
 class ValidationEarlyStopping(EarlyStopping):

@@ -44,6 +44,10 @@ def _average(steps, decay):
     return average
 
 
+# A small regressor: 4 batches per epoch of the 60 sequences below.
+SMALL = dict(hidden_size=8, conv_filters=(8,), batch_size=16, random_state=0)
+
+
 def _regression_data(n_samples=60):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(n_samples, 10, 2)).astype(np.float32)
@@ -60,14 +64,11 @@ def test_fitted_network_holds_the_average_of_the_steps(decay):
     X, y = _regression_data()
     recorder = StepRecorder()
     reg = LSTMRegressor(
-        hidden_size=8,
-        conv_filters=(8,),
+        **SMALL,
         max_epochs=3,
-        batch_size=16,
         early_stopping=False,
         weight_averaging=decay,
         callbacks=[recorder],
-        random_state=0,
     ).fit(X, y)
     assert len(recorder.steps) == 3 * 4
     _assert_weights_equal(reg.net_.module_, _average(recorder.steps, decay))
@@ -83,15 +84,12 @@ def test_early_stopping_scores_and_keeps_the_average():
     X, y = _regression_data(n_samples=80)
     recorder = StepRecorder()
     reg = LSTMRegressor(
-        hidden_size=8,
-        conv_filters=(8,),
+        **SMALL,
         max_epochs=6,
-        batch_size=16,
         early_stopping=True,
         n_iter_no_change=6,
         weight_averaging=0.9,
         callbacks=[recorder],
-        random_state=0,
     ).fit(X, y)
     steps_per_epoch = len(recorder.steps) // reg.n_iter_
     best = int(np.argmax(reg.validation_scores_))
@@ -123,14 +121,11 @@ def test_training_continues_from_the_trained_weights_not_the_average(
     # train on from the optimiser's weights all the same.
     X, y = _regression_data(n_samples=80)
     options = dict(
-        hidden_size=8,
-        conv_filters=(8,),
+        **SMALL,
         dropout=0.0,
         max_epochs=3,
-        batch_size=16,
         early_stopping=early_stopping,
         n_iter_no_change=5,
-        random_state=0,
     )
     plain, averaged = StepRecorder(), StepRecorder()
     LSTMRegressor(weight_averaging=None, callbacks=[plain], **options).fit(X, y)
@@ -144,12 +139,9 @@ def test_partial_fit_keeps_the_trained_weights():
     X, y = _regression_data()
     recorder = StepRecorder()
     reg = LSTMRegressor(
-        hidden_size=8,
-        conv_filters=(8,),
-        batch_size=16,
+        **SMALL,
         weight_averaging=0.9,
         callbacks=[recorder],
-        random_state=0,
     )
     reg.partial_fit(X, y)
     _assert_weights_equal(reg.net_.module_, recorder.steps[-1])
@@ -178,9 +170,7 @@ def test_classifier_can_average_too():
 
 def test_fitted_net_keeps_no_copies_of_the_weights():
     X, y = _regression_data()
-    reg = LSTMRegressor(
-        hidden_size=8, conv_filters=(8,), max_epochs=2, random_state=0
-    ).fit(X, y)
+    reg = LSTMRegressor(**SMALL, max_epochs=2).fit(X, y)
     averaging = dict(reg.net_.callbacks_)["weight_averaging"]
     assert averaging.average_ is None and averaging.trained_ is None
 
