@@ -58,28 +58,6 @@ def held_out_steps(origins, calibration_steps):
     return np.where(origins > 0, calibration_steps + origins - 1, 0)
 
 
-def check_quantiles(quantiles):
-    fix = "Pass probability levels between 0 and 1, e.g. quantiles=(0.05, 0.5, 0.95)."
-    if isinstance(quantiles, (str, bytes)):
-        raise TypeError(f"quantiles must be numbers, got {quantiles!r}. {fix}")
-    try:
-        levels = np.asarray(quantiles, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"quantiles must be numbers, got {quantiles!r}. {fix}"
-        ) from None
-    if levels.dtype == bool or levels.ndim > 1:
-        raise ValueError(f"quantiles must be a number or a 1-D list of them. {fix}")
-    levels = levels.reshape(-1)
-    if len(levels) == 0:
-        raise ValueError(f"quantiles is empty. {fix}")
-    if not ((levels > 0) & (levels < 1)).all():
-        raise ValueError(
-            f"quantiles must lie strictly between 0 and 1, got {levels.tolist()}. {fix}"
-        )
-    return levels
-
-
 def error_quantiles(errors, levels, steps):
     """Conformal quantiles of the errors: (steps, n_columns, n_levels).
 

@@ -46,37 +46,27 @@ def check_coverage(coverage):
 
 
 def check_quantiles(quantiles):
-    """``quantiles`` as a 1-D float array, strictly increasing in (0, 1)."""
+    """``quantiles`` as a 1-D float array of levels in (0, 1), in the order
+    given; for the regressor's and the forecaster's ``predict_quantiles``."""
+    fix = "pass probability levels, e.g. quantiles=(0.05, 0.5, 0.95)."
     if isinstance(quantiles, (bool, np.bool_, str, bytes)):
-        raise TypeError(
-            f"quantiles must be numbers in (0, 1), got {quantiles!r}; pass e.g. "
-            "quantiles=(0.05, 0.5, 0.95)."
-        )
+        raise TypeError(f"quantiles must be numbers, got {quantiles!r}; {fix}")
     values = np.atleast_1d(np.asarray(quantiles, dtype=object))
     if values.ndim != 1 or len(values) == 0:
         raise ValueError(
-            f"quantiles must be one number or a flat, non-empty list of numbers "
-            f"in (0, 1), got {quantiles!r}; pass e.g. quantiles=(0.05, 0.5, 0.95)."
+            f"quantiles must be one number or a non-empty 1-D list of numbers, "
+            f"got {quantiles!r}; {fix}"
         )
     if not all(
         isinstance(value, Real) and not isinstance(value, (bool, np.bool_))
         for value in values
     ):
-        raise TypeError(
-            f"quantiles must be numbers in (0, 1), got {quantiles!r}; pass e.g. "
-            "quantiles=(0.05, 0.5, 0.95)."
-        )
+        raise TypeError(f"quantiles must be numbers, got {quantiles!r}; {fix}")
     values = values.astype(np.float64)
     if not ((values > 0) & (values < 1)).all():
         raise ValueError(
-            f"quantiles={quantiles!r} holds values outside (0, 1) or NaN; each "
-            "must be a probability strictly between 0 and 1, e.g. 0.05 or 0.95."
-        )
-    if (np.diff(values) <= 0).any():
-        raise ValueError(
-            f"quantiles={quantiles!r} is not strictly increasing; pass each "
-            "quantile once, in increasing order, e.g. "
-            "quantiles=sorted(set(quantiles))."
+            f"quantiles={quantiles!r} holds values outside (0, 1) or NaN: each "
+            f"must lie strictly between 0 and 1; {fix}"
         )
     return values
 
@@ -160,7 +150,7 @@ class IntervalsMixin:
         X : array-like or list of array-like
             Sequences, as in :meth:`fit`.
         quantiles : float or array-like of float, default=(0.05, 0.5, 0.95)
-            Quantile levels in (0, 1), strictly increasing.
+            Quantile levels, each strictly between 0 and 1, in any order.
 
         Returns
         -------
@@ -176,9 +166,8 @@ class IntervalsMixin:
         ------
         ValueError
             If the regressor was fitted without a validation split (see
-            ``early_stopping``), or a level is not in (0, 1), repeated,
-            out of order, or needs more validation data than the fit held
-            out.
+            ``early_stopping``), or a level is not in (0, 1) or needs more
+            validation data than the fit held out.
         """
         check_is_fitted(self)
         levels = check_quantiles(quantiles)

@@ -29,7 +29,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._docs import fill_doc
 from ._forecast_intervals import (
-    check_quantiles,
     error_quantiles,
     forecast_bounds,
     held_out_errors,
@@ -44,7 +43,7 @@ from ._forecast_series import (
     series_state,
     training_data,
 )
-from ._intervals import check_coverage
+from ._intervals import check_coverage, check_quantiles
 from ._regressor import LSTMRegressor
 from ._typing import ArrayLike, Predictions, Self, SeriesLike
 from ._windowing import (
