@@ -866,8 +866,9 @@ def write_model_file(estimator, path):
     if name not in FITTED_STATE or not own_class:
         raise TypeError(
             f"Only {' and '.join(FITTED_STATE)} can be saved in the sklstm "
-            f"format, got {type(estimator).__qualname__}. Save subclasses with "
-            "pickle or joblib instead."
+            f"format, got {type(estimator).__qualname__}. Save other estimators "
+            "(subclasses, sklstm.forecasting.LSTMForecaster) with pickle or "
+            "joblib instead."
         )
     params = estimator.get_params(deep=False)
     if params.get("callbacks"):

@@ -19,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 import sklstm
 from sklstm import LSTMClassifier, LSTMRegressor
 from sklstm._model_file import FITTED_STATE, FORMAT1_FIELDS
+from sklstm.forecasting import LSTMForecaster
 from sklstm.persistence import FORMAT_VERSION
 
 from .conftest import make_classification_sequences, make_ragged_sequences
@@ -895,3 +896,21 @@ def test_text_mode_files_are_refused_binary_ones_work(small_model, tmp_path):
             sklstm.load(text)
     with open(tmp_path / "model.sklstm", "rb") as binary:
         assert sklstm.load(binary).n_iter_ == small_model.n_iter_
+
+
+def test_estimators_outside_the_format_are_refused_and_nothing_is_written(tmp_path):
+    class Custom(LSTMRegressor):
+        pass
+
+    X, _ = make_classification_sequences(n_samples=20, n_timesteps=6, n_features=2)
+    subclassed = Custom(**TINY).fit(X, X[:, -1, 0])
+    forecaster = LSTMForecaster(max_epochs=1, hidden_size=4, random_state=0).fit(
+        np.arange(1.0, 61.0)
+    )
+    for estimator in (subclassed, forecaster):
+        path = tmp_path / f"{type(estimator).__name__}.sklstm"
+        with pytest.raises(TypeError, match="pickle or joblib"):
+            sklstm.persistence.save(estimator, path)
+        assert not path.exists()
+    with pytest.raises(TypeError, match=r"got .*Custom\b"):
+        subclassed.save(tmp_path / "custom.sklstm")
