@@ -304,6 +304,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Labels to stratify the validation split by; None for a random one."""
         return None
 
+    def _centre(self, net, sequences, targets, weights, train_rows):
+        """Adjust ``net``, a fit's newly trained net, on its training rows
+        before the fit calibrates or stores anything (nothing by default;
+        ``partial_fit`` does not call it)."""
+
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
         """State learned from the validation rows by ``net``, a fit's newly
         trained net, before the fit stores anything; None when there is
@@ -503,6 +508,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             raise
         # Before anything is stored: if this fails, the estimator keeps the
         # model it had.
+        if not incremental:
+            self._centre(net, sequences, targets, weights, train_rows)
         calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
 
         self.net_ = net

@@ -99,6 +99,17 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
 
     Notes
     -----
+    **Centred predictions.** At the end of ``fit`` the output layer's bias
+    is moved so that the predictions' mean error on the sequences it
+    trained on (weighted by ``sample_weight``; per output, over every step
+    in ``output_mode="sequence"``) is zero, as a fitted intercept makes it.
+    An early-stopped network often stops before its bias has settled, and
+    on a set with little signal that constant offset alone made it worse
+    than predicting the training mean. The validation sequences take no
+    part, so they still calibrate the intervals. ``partial_fit`` does not
+    centre. With data read from disk, an evenly spread sample of the
+    training sequences, up to 2**21 time steps, sets the shift.
+
     **Prediction intervals.** :meth:`predict_interval` and
     :meth:`predict_quantiles` are calibrated by split conformal prediction
     (Vovk et al. 2005; Lei et al. 2018) on the validation split that
@@ -369,6 +380,36 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         if self.output_mode == "last":
             return sample_weight.astype(np.float32)
         return np.repeat(sample_weight, sequences.lengths).astype(np.float32)
+
+    def _centre(self, net, sequences, targets, weights, train_rows):
+        """Shift the predictions so that their weighted mean error on the
+        training rows is zero per output, as a fitted intercept makes it.
+
+        A network stopped early (often after a few epochs, on small noisy
+        sets) or averaged has not settled its output bias, and its
+        predictions are off by a constant: on a set with little signal that
+        alone makes it worse than predicting the mean. The validation rows
+        take no part, so that they still calibrate the intervals.
+        """
+        if hasattr(sequences, "first_rows"):
+            # On disk: an evenly spread sample that fits in memory, not the
+            # first rows, which in a file sorted by time are the oldest.
+            n_rows = len(sequences.first_rows(train_rows))
+            spread = np.linspace(0, len(train_rows) - 1, n_rows).round()
+            train_rows = train_rows[np.unique(spread.astype(np.int64))]
+        if net.module_.output_mode == "sequence":
+            rows = sequences.step_indices(train_rows)
+        else:
+            rows = train_rows
+        n_targets = targets.shape[-1]
+        outputs = self._outputs_of(net, sequences.take(train_rows))[:, :n_targets]
+        row_weights = np.asarray(weights[rows], dtype=np.float64)
+        keep = row_weights > 0
+        errors = np.asarray(targets[rows], dtype=np.float64)[keep] - outputs[keep]
+        shift = row_weights[keep] @ errors / row_weights[keep].sum()
+        bias = net.module_.head.bias
+        with torch.no_grad():
+            bias += torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
 
     def _validation_score(self, collected):
         predictions, truths, weights = [], [], []

@@ -116,3 +116,59 @@ def test_sequence_mode_score_checks_step_counts():
         reg.score(X, shorter)
     with pytest.raises(ValueError, match="6 sequences but y has 5"):
         reg.score(X, y[:5])
+
+
+def _training_rows(monkeypatch):
+    """The rows each fit trains on (its validation split excluded)."""
+    seen = []
+    original = LSTMRegressor._split
+
+    def spy(self, *args, **kwargs):
+        train_rows, valid_rows = original(self, *args, **kwargs)
+        seen.append(train_rows)
+        return train_rows, valid_rows
+
+    monkeypatch.setattr(LSTMRegressor, "_split", spy)
+    return seen
+
+
+def test_predictions_are_centred_on_the_training_rows(monkeypatch):
+    # Stopped after one epoch, the network has not settled its output bias;
+    # fit then moves it so that the weighted mean error on the rows it
+    # trained on is zero per output, as a fitted intercept would.
+    seen = _training_rows(monkeypatch)
+    X, y = _data(n_samples=120)
+    targets = np.c_[y, 5 - 3 * y]
+    weights = np.random.RandomState(1).uniform(0.2, 3.0, size=len(y))
+    reg = LSTMRegressor(
+        **dict(FAST, max_epochs=1), early_stopping=True, validation_fraction=0.25
+    ).fit(X, targets, sample_weight=weights)
+    train_rows = seen[-1]
+    assert len(train_rows) == 90
+    errors = targets[train_rows] - reg.predict(X[train_rows])
+    mean_error = weights[train_rows] @ errors / weights[train_rows].sum()
+    assert (np.abs(mean_error) < 1e-4 * targets.std(axis=0)).all()
+    # The held-out rows took no part: their mean error is not forced to 0.
+    valid_rows = np.setdiff1d(np.arange(len(y)), train_rows)
+    held_out = (targets[valid_rows] - reg.predict(X[valid_rows])).mean(axis=0)
+    assert np.abs(held_out).max() > 1e-3
+
+
+def test_per_step_predictions_are_centred_over_the_steps():
+    X, _ = make_ragged_sequences(n_samples=60, min_length=4, max_length=12)
+    y = [2.0 + np.cumsum(x[:, 0]) for x in X]
+    reg = LSTMRegressor(
+        **dict(FAST, max_epochs=1), output_mode="sequence", early_stopping=False
+    ).fit(X, y)
+    errors = np.concatenate(y) - np.concatenate(reg.predict(X))
+    assert abs(errors.mean()) < 1e-4 * np.concatenate(y).std()
+
+
+def test_partial_fit_does_not_centre(monkeypatch):
+    calls = []
+    monkeypatch.setattr(LSTMRegressor, "_centre", lambda self, *a: calls.append(1))
+    X, y = _data()
+    reg = LSTMRegressor(**FAST).partial_fit(X, y).partial_fit(X, y)
+    assert calls == []
+    reg.fit(X, y)
+    assert calls == [1]

@@ -55,7 +55,11 @@ def _regression_data(n_samples=60):
 
 
 def _assert_weights_equal(module, expected):
-    for param, value in zip(module.parameters(), expected, strict=True):
+    for (name, param), value in zip(module.named_parameters(), expected, strict=True):
+        if name == "head.bias":
+            # The regressor's fit then centres its predictions on the
+            # training rows (tests/test_regressor.py), through this bias.
+            continue
         torch.testing.assert_close(param.detach(), value, rtol=1e-5, atol=1e-6)
 
 
