@@ -84,8 +84,8 @@ class IntervalsMixin:
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
         if valid_rows is None:
             return None
-        if hasattr(sequences, "first_rows"):  # on disk: a bounded sample
-            valid_rows = sequences.first_rows(valid_rows)
+        if hasattr(sequences, "sample_rows"):  # on disk: a bounded sample
+            valid_rows = sequences.sample_rows(valid_rows)
         if net.module_.output_mode == "sequence":
             rows = sequences.step_indices(valid_rows)
         else:

@@ -46,9 +46,10 @@ from ._typing import ArrayLike
 # this many steps at a time, in whole sequences: the chunks of the in-memory
 # statistics, so that both sum in the same order.
 SCAN_STEPS = MOMENT_CHUNK_STEPS
-# Data on disk may be far larger than memory: the prediction intervals of
-# LSTMRegressor calibrate on the first validation sequences (a random
-# sample, as the split is) up to this many time steps, read at once.
+# Data on disk may be far larger than memory: LSTMRegressor centres its
+# predictions on a sample of the training sequences, and calibrates its
+# intervals on one of the validation sequences, up to this many time steps
+# each, read at once.
 CALIBRATION_STEPS = 2**21
 
 
@@ -198,13 +199,22 @@ class StreamedSequences(Sequences):
             n_columns=self.n_columns,
         )
 
-    def first_rows(self, rows):
-        """The first of ``rows`` whose steps add up to at most
-        ``CALIBRATION_STEPS`` (one row at least): what may be read into
-        memory at once."""
-        steps = np.cumsum(self.lengths[rows])
-        max_steps = CALIBRATION_STEPS
-        return rows[: max(1, int(np.searchsorted(steps, max_steps, side="right")))]
+    def sample_rows(self, rows):
+        """Of ``rows`` (sorted), an evenly spread subset whose steps add up
+        to at most ``CALIBRATION_STEPS`` (one row at least), in order: what
+        may be read into memory at once. Spread over the whole file, not
+        its first rows, which in a file sorted by time hold the oldest
+        sequences."""
+        lengths = self.lengths[rows]
+        n_rows = len(rows)
+        while n_rows > 1:
+            picked = np.unique(np.linspace(0, len(rows) - 1, n_rows).round())
+            picked = picked.astype(np.int64)
+            total = int(lengths[picked].sum())
+            if total <= CALIBRATION_STEPS:
+                return rows[picked]
+            n_rows = min(n_rows - 1, int(n_rows * CALIBRATION_STEPS / total))
+        return rows[:1]
 
 
 def _checked_shape(array, name):

@@ -144,7 +144,8 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     without early stopping. ``sample_weight`` does not weigh the
     calibration; sequences of weight zero are left out of it. With data
     read from disk (a memmap, zarr or Dask array), the calibration reads
-    the first validation sequences, up to 2**21 time steps, into memory.
+    an evenly spread sample of the validation sequences, up to 2**21 time
+    steps, into memory.
     :meth:`to_onnx` exports the point prediction only.
 
     Examples
@@ -391,12 +392,8 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         alone makes it worse than predicting the mean. The validation rows
         take no part, so that they still calibrate the intervals.
         """
-        if hasattr(sequences, "first_rows"):
-            # On disk: an evenly spread sample that fits in memory, not the
-            # first rows, which in a file sorted by time are the oldest.
-            n_rows = len(sequences.first_rows(train_rows))
-            spread = np.linspace(0, len(train_rows) - 1, n_rows).round()
-            train_rows = train_rows[np.unique(spread.astype(np.int64))]
+        if hasattr(sequences, "sample_rows"):  # on disk: a bounded sample
+            train_rows = sequences.sample_rows(train_rows)
         if net.module_.output_mode == "sequence":
             rows = sequences.step_indices(train_rows)
         else:

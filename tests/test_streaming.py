@@ -404,3 +404,17 @@ def test_centring_on_disk_samples_rows_spread_over_the_file(tmp_path, monkeypatc
     # rows is what the 20 spread rows left, near zero, where the first 20
     # rows would leave about 4.4 (every prediction too low).
     assert abs((y - reg.predict(X)).mean()) < 1.0
+
+
+def test_sample_rows_spread_over_the_file_within_the_budget(monkeypatch):
+    steps = np.zeros((1000, 1), dtype=np.float32)
+    offsets = np.arange(0, 1001, 10)  # 100 sequences of 10 steps
+    sequences = _out_of_core.stream_sequences(sklstm.RaggedSequences(steps, offsets))
+    monkeypatch.setattr(_out_of_core, "CALIBRATION_STEPS", 95)
+    rows = np.arange(0, 100, 2)
+    picked = sequences.sample_rows(rows)
+    assert sequences.lengths[picked].sum() <= 95
+    assert np.isin(picked, rows).all() and (np.diff(picked) > 0).all()
+    assert picked[0] == 0 and picked[-1] == 98
+    monkeypatch.setattr(_out_of_core, "CALIBRATION_STEPS", 5)
+    assert len(sequences.sample_rows(rows)) == 1
