@@ -1112,6 +1112,21 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             )
         return outputs
 
+    def _outputs_on_rows(self, net, sequences, targets, weights, rows):
+        """``net``'s outputs on the sequences ``rows`` of a fit's data, with
+        their targets and weights, one row per sequence (per step in
+        ``output_mode="sequence"``), rows of weight zero left out. Data on
+        disk gives an evenly spread sample that fits in memory."""
+        if hasattr(sequences, "sample_rows"):
+            rows = sequences.sample_rows(rows)
+        if net.module_.output_mode == "sequence":
+            target_rows = sequences.step_indices(rows)
+        else:
+            target_rows = rows
+        outputs = self._outputs_of(net, sequences.take(rows))
+        keep = weights[target_rows] > 0
+        return outputs[keep], targets[target_rows][keep], weights[target_rows][keep]
+
     def _score_weights(self, sample_weight, sequences):
         """Per-sequence weights for ``score``, or per step in sequence mode."""
         if sample_weight is None:

@@ -84,15 +84,10 @@ class IntervalsMixin:
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
         if valid_rows is None:
             return None
-        if hasattr(sequences, "sample_rows"):  # on disk: a bounded sample
-            valid_rows = sequences.sample_rows(valid_rows)
-        if net.module_.output_mode == "sequence":
-            rows = sequences.step_indices(valid_rows)
-        else:
-            rows = valid_rows
-        outputs = self._outputs_of(net, sequences.take(valid_rows))
-        keep = weights[rows] > 0
-        return calibration_from(conformity_scores(outputs[keep], targets[rows][keep]))
+        outputs, truths, _ = self._outputs_on_rows(
+            net, sequences, targets, weights, valid_rows
+        )
+        return calibration_from(conformity_scores(outputs, truths))
 
     def _store_calibration(self, calibration):
         if calibration is None:

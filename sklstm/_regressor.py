@@ -392,18 +392,12 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         alone makes it worse than predicting the mean. The validation rows
         take no part, so that they still calibrate the intervals.
         """
-        if hasattr(sequences, "sample_rows"):  # on disk: a bounded sample
-            train_rows = sequences.sample_rows(train_rows)
-        if net.module_.output_mode == "sequence":
-            rows = sequences.step_indices(train_rows)
-        else:
-            rows = train_rows
-        n_targets = targets.shape[-1]
-        outputs = self._outputs_of(net, sequences.take(train_rows))[:, :n_targets]
-        row_weights = np.asarray(weights[rows], dtype=np.float64)
-        keep = row_weights > 0
-        errors = np.asarray(targets[rows], dtype=np.float64)[keep] - outputs[keep]
-        shift = row_weights[keep] @ errors / row_weights[keep].sum()
+        outputs, truths, row_weights = self._outputs_on_rows(
+            net, sequences, targets, weights, train_rows
+        )
+        errors = np.asarray(truths, dtype=np.float64) - outputs[:, : truths.shape[-1]]
+        row_weights = np.asarray(row_weights, dtype=np.float64)
+        shift = row_weights @ errors / row_weights.sum()
         bias = net.module_.head.bias
         with torch.no_grad():
             bias += torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
