@@ -155,6 +155,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "gradient_clip": [None, Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [None, StrOptions({"cosine", "plateau"})],
         "weight_averaging": [None, Interval(Real, 0, 1, closed="neither")],
+        "time_warp": [Interval(Real, 0, 1, closed="both")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -201,6 +202,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         gradient_clip,
         lr_schedule,
         weight_averaging,
+        time_warp,
         early_stopping,
         validation_fraction,
         n_iter_no_change,
@@ -242,6 +244,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.gradient_clip = gradient_clip
         self.lr_schedule = lr_schedule
         self.weight_averaging = weight_averaging
+        self.time_warp = time_warp
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -616,6 +619,12 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 "output_mode='last': per-step predictions take one recurrent "
                 "step per time step. Use recurrent_stride=1 or 'auto'."
             )
+        if self.output_mode == "sequence" and self.time_warp:
+            raise ValueError(
+                f"time_warp={self.time_warp!r} needs output_mode='last': a "
+                "warped sequence's steps would no longer line up with its "
+                "per-step targets. Use time_warp=0."
+            )
         check_callbacks(self.callbacks)
 
     def _conv_kernel_sizes(self):
@@ -937,6 +946,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             gradient_clip=self.gradient_clip,
             lr_schedule=self.lr_schedule,
             weight_averaging=None if incremental else self.weight_averaging,
+            time_warp=float(self.time_warp),
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             use_validation=use_validation,

@@ -67,6 +67,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {gradient_clip}
     {lr_schedule}
     {weight_averaging}
+    {time_warp}
     {early_stopping}
         The score is accuracy; with ``output_mode="last"`` the hold-out is
         stratified by class when every class has enough sequences.
@@ -163,6 +164,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         gradient_clip=None,
         lr_schedule="cosine",
         weight_averaging=None,
+        time_warp=0.0,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
@@ -206,6 +208,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             gradient_clip=gradient_clip,
             lr_schedule=lr_schedule,
             weight_averaging=weight_averaging,
+            time_warp=time_warp,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,

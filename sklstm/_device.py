@@ -89,13 +89,14 @@ def resolve_device(device):
 # their draws there, and a caller's torch.manual_seed would change the model.
 # Each use gets its own stream, so that one use drawing more (a larger
 # network, more batches) leaves the others' draws alone.
-_STREAMS = ("weights", "dropout", "shuffle")
+_STREAMS = ("weights", "dropout", "shuffle", "time_warp")
 
 
 def stream_seed(seed, stream, process=0):
     """The seed of the ``stream`` of random draws of a fit seeded by ``seed``.
 
-    ``stream`` is one of "weights", "dropout" and "shuffle". ``process``
+    ``stream`` is one of "weights", "dropout", "shuffle" and "time_warp"
+    (new streams go at the end: a stream's seed is its place). ``process``
     (a data-parallel rank) gives each process of one fit a stream of its
     own; process 0 draws what a fit in a single process draws.
     """

@@ -54,6 +54,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     {gradient_clip}
     {lr_schedule}
     {weight_averaging}
+    {time_warp}
     {early_stopping}
         The score is R^2, averaged over outputs. Small regression data sets
         are overfitted within a few epochs; the held-out R^2 is what stops
@@ -198,6 +199,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         gradient_clip=None,
         lr_schedule="cosine",
         weight_averaging=0.97,
+        time_warp=0.0,
         early_stopping="auto",
         validation_fraction=0.2,
         n_iter_no_change=10,
@@ -241,6 +243,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             gradient_clip=gradient_clip,
             lr_schedule=lr_schedule,
             weight_averaging=weight_averaging,
+            time_warp=time_warp,
             early_stopping=early_stopping,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,

@@ -6,8 +6,9 @@ points only: its data is a torch ``Dataset`` (:class:`~sklstm._data.TensorData`)
 split by ``train_split`` and batched by ``iterator_train`` /
 ``iterator_valid`` (:class:`~sklstm._data.Batches`); :class:`SequenceNet`
 overrides ``initialize_module``, ``infer``, ``get_loss`` and the three step
-methods (for float16 loss scaling and to skip per-batch work the optimizers
-offered here do not need), and, for data-parallel fits
+methods (for float16 loss scaling, time-warped training batches, and to
+skip per-batch work the optimizers offered here do not need), and, for
+data-parallel fits
 (:mod:`sklstm._distributed`), ``get_iterator`` (each process's share of the
 batches), ``train_step`` (gradients averaged over the processes) and
 ``run_single_epoch`` (batch-norm statistics averaged); everything else
@@ -36,6 +37,7 @@ from skorch.callbacks import (
 from skorch.history import History
 from skorch.utils import TeeGenerator, noop
 
+from ._augment import time_warp
 from ._data import Batches, round_up_rows, step_positions
 from ._device import (
     autocast_context,
@@ -97,8 +99,13 @@ class SequenceNet(NeuralNet):
         autocast its forward pass.
     seed : int, default=0
         Seeds every random draw of training: the module's initial weights
-        and dropout masks (passed to it as ``seed``), and the order of the
-        training batches. Nothing is drawn from torch's global generator.
+        and dropout masks (passed to it as ``seed``), the order of the
+        training batches and their time warps. Nothing is drawn from
+        torch's global generator.
+    time_warp : float, default=0.0
+        Each training batch's sequences are re-read at random speeds whose
+        log varies with this standard deviation (see
+        :func:`~sklstm._augment.time_warp`); 0: as they are.
     """
 
     # The float16 loss scaler, set by ``train`` for one fit only: a fitted
@@ -107,11 +114,14 @@ class SequenceNet(NeuralNet):
     # This process's DataParallel place, set by ``train`` for one
     # data-parallel fit only (see sklstm._distributed); None: training alone.
     data_parallel = None
+    # The time warps' generator, set by ``train`` for one fit only.
+    warp_generator = None
 
-    def __init__(self, module, *args, precision="32", seed=0, **kwargs):
+    def __init__(self, module, *args, precision="32", seed=0, time_warp=0.0, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.precision = precision
         self.seed = seed
+        self.time_warp = time_warp
 
     @property
     def _default_callbacks(self):
@@ -174,10 +184,13 @@ class SequenceNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         # As skorch's, except that the module switches to training mode only
         # when it is not already in it (switching walks every submodule, a
-        # cost per batch on small networks), and float16 losses are scaled.
+        # cost per batch on small networks), float16 losses are scaled, and
+        # the batch's sequences are time-warped when ``time_warp`` asks.
         if not self.module_.training:
             self.module_.train()
         inputs, targets = batch
+        if self.time_warp:
+            inputs = time_warp(inputs, self.time_warp, self.warp_generator)
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, targets, X=inputs, training=True)
         scaler = self.grad_scaler
@@ -489,6 +502,7 @@ def build_net(
     gradient_clip,
     lr_schedule,
     weight_averaging=None,
+    time_warp=0.0,
     n_iter_no_change,
     tol,
     use_validation,
@@ -572,6 +586,7 @@ def build_net(
         device=str(device),
         precision=precision,
         seed=seed,
+        time_warp=time_warp,
         **{f"module__{key}": value for key, value in module_kwargs.items()},
     )
 
@@ -624,6 +639,10 @@ def train(
     net.set_params(train_split=split, max_epochs=epochs)
     net.grad_scaler = new_grad_scaler(net.precision, torch.device(net.device))
     net.data_parallel = data_parallel
+    if net.time_warp:
+        # Each process of a data-parallel fit warps its shards its own way.
+        rank = 0 if data_parallel is None else data_parallel.rank
+        net.warp_generator = new_generator(net.seed, "time_warp", net.device, rank)
     failure = None
     try:
         if data_parallel is not None:
@@ -640,6 +659,7 @@ def train(
         # The fitted net keeps no reference to this fit's data.
         net.set_params(train_split=None)
         net.grad_scaler = None
+        net.warp_generator = None
         if data_parallel is not None:
             net.data_parallel = None
             _draw_dropout_for(net.module_, 0)

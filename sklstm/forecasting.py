@@ -73,6 +73,9 @@ _NOT_FORWARDED = {
     # The forecaster's own intervals are not built on the regressor's yet: a
     # scale head would train outputs nothing reads.
     "interval_width",
+    # A window re-read at another speed would no longer lead up to the
+    # values that follow it: the targets are the next steps in real time.
+    "time_warp",
 }
 
 

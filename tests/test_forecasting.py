@@ -245,8 +245,9 @@ def test_every_regressor_parameter_is_forwarded():
     regressor_params = set(LSTMRegressor().get_params()) - _NOT_FORWARDED
     assert regressor_params <= set(LSTMForecaster().get_params())
     # Only the output mode, the options of tabular input, length_aware (all
-    # windows are equally long) and the regressor's interval widths (the
-    # forecaster's intervals do not use them yet) stay behind.
+    # windows are equally long), the regressor's interval widths (the
+    # forecaster's intervals do not use them yet) and time warping (a warped
+    # window no longer leads up to its targets) stay behind.
     assert _NOT_FORWARDED == {
         "output_mode",
         "categorical_features",
@@ -256,6 +257,7 @@ def test_every_regressor_parameter_is_forwarded():
         "time_deltas",
         "length_aware",
         "interval_width",
+        "time_warp",
     }
     forecaster = LSTMForecaster(
         cell="gru", weight_decay=1e-3, weight_averaging=0.9, **FAST
