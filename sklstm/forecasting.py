@@ -25,7 +25,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, check_random_state
 
 from ._docs import fill_doc
 from ._forecast_intervals import (
@@ -55,6 +55,13 @@ from ._windowing import (
 )
 
 __all__ = ["LSTMForecaster", "detect_seasonal_period", "make_windows"]
+
+# n_networks="auto": this many networks, averaged, when the series give fewer
+# training windows than _AUTO_NETWORKS_MAX_WINDOWS. On so few windows a single
+# network's forecast depends much on its seed, and each network trains in a
+# second or two; on more, one network varies less and costs more.
+_AUTO_NETWORKS = 5
+_AUTO_NETWORKS_MAX_WINDOWS = 500
 
 # Parameters of LSTMRegressor the forecaster does not pass on. The output
 # mode makes no sense for forecasting: the network always maps one window to
@@ -95,7 +102,8 @@ class LSTMForecaster(BaseEstimator):
     ``predict_interval`` and ``predict_quantiles`` give calibrated forecast
     intervals. Underneath, each series is transformed, cut into windows (see
     :func:`make_windows`) and an :class:`~sklstm.LSTMRegressor`
-    (``regressor_``) learns to map each window to the values after it.
+    (``regressor_``; with few windows, several averaged, ``regressors_``)
+    learns to map each window to the values after it.
 
     Preprocessing, in order (every rule adapts to the data, and every
     scaling step is taken per series, so that series of any scale share one
@@ -149,22 +157,23 @@ class LSTMForecaster(BaseEstimator):
     from its new end.
 
     Forecast intervals (split conformal): during ``fit``, the last steps of
-    each series are held out, a second network (same parameters, same
-    preprocessing) is trained on the rest, and forecasts ``calibration_steps_``
-    steps from several origins in the held-out part, as ``predict`` forecasts
-    a new context (about 20 origins in all, spread over the series, at least
-    one from each series long enough). The errors, per step ahead in the
-    unit of step 4 (so relative errors on the log scale), are kept as
-    ``calibration_errors_``. A forecast interval is the point forecast plus
-    and minus a conformal quantile of their absolute values at that step,
-    times the forecast series' own step scale, mapped back (on the log
-    scale, so asymmetric around the point forecast after ``exp``). Steps
-    beyond ``calibration_steps_`` widen the last step's quantile with the
-    square root of the step. An interval covers its nominal share of the
-    future when the future errs like the held-out steps did; with fewer
-    than ``coverage / (1 - coverage)`` errors (9 for 90%) it is their
-    largest, and may cover less. The calibration network learns from fewer
-    steps than ``regressor_``, which tends to widen the intervals.
+    each series are held out, a second set of networks (as many, same
+    parameters, same preprocessing) is trained on the rest, and forecasts
+    ``calibration_steps_`` steps from several origins in the held-out part,
+    as ``predict`` forecasts a new context (about 20 origins in all, spread
+    over the series, at least one from each series long enough). The errors,
+    per step ahead in the unit of step 4 (so relative errors on the log
+    scale), are kept as ``calibration_errors_``. A forecast interval is the
+    point forecast plus and minus a conformal quantile of their absolute
+    values at that step, times the forecast series' own step scale, mapped
+    back (on the log scale, so asymmetric around the point forecast after
+    ``exp``). Steps beyond ``calibration_steps_`` widen the last step's
+    quantile with the square root of the step. An interval covers its
+    nominal share of the future when the future errs like the held-out steps
+    did; with fewer than ``coverage / (1 - coverage)`` errors (9 for 90%) it
+    is their largest, and may cover less. The calibration networks learn
+    from fewer steps than ``regressors_``, which tends to widen the
+    intervals.
 
     The parameters from ``hidden_size`` on are passed to the regressor, to
     which each window is one training sequence.
@@ -196,6 +205,13 @@ class LSTMForecaster(BaseEstimator):
         ``fit`` trains one network instead of two, and the interval methods
         raise. Each series must be at least ``window_length_ +
         calibration_steps`` long to give an origin.
+    n_networks : int or "auto", default="auto"
+        Networks trained, each from its own seed, whose predictions are
+        averaged (for the calibration too: ``fit`` trains twice this many
+        networks). Averaging takes out much of what a single network's
+        forecast owes to its seed, which matters most when the series give
+        few training windows. "auto": 5 when they give fewer than 500
+        windows, 1 otherwise.
     {hidden_size}
     {num_layers}
     {bidirectional}
@@ -232,21 +248,31 @@ class LSTMForecaster(BaseEstimator):
         The shared settings (period, window, horizon, target reference,
         calibration steps) are kept too; each series' own scaling is taken
         from the new ``y``, whose series become the ones ``predict``
-        continues. The calibration network is trained afresh.
+        continues; so are the networks (``n_networks`` must stay their
+        count or "auto"). The calibration networks are trained afresh.
     {device}
     {precision}
     {n_threads}
     {distributed}
     {random_state}
-        The calibration network uses it too.
+        With several networks it seeds the draw of each network's seed (the
+        calibration networks get the same seeds); one network, and its
+        calibration network, take it as it is.
     {verbose}
     {callbacks}
-        They run in the calibration network's training too.
+        They run in every network's training, the calibration networks'
+        too.
 
     Attributes
     ----------
     regressor_ : LSTMRegressor
-        The fitted network, mapping transformed windows to targets.
+        The fitted network, mapping transformed windows to targets; the
+        first of ``regressors_``.
+    regressors_ : list of LSTMRegressor
+        The ``n_networks_`` fitted networks; forecasts are the mean of their
+        predictions.
+    n_networks_ : int
+        Networks in use (``n_networks`` resolved).
     log_transform_ : bool or list of bool
         Whether the series is modelled on the log scale; one entry per
         series after a list fit.
@@ -326,6 +352,10 @@ class LSTMForecaster(BaseEstimator):
             StrOptions({"auto"}),
             None,
         ],
+        "n_networks": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         **{
             name: LSTMRegressor._parameter_constraints[name]
             for name in _regressor_parameter_names()
@@ -342,6 +372,7 @@ class LSTMForecaster(BaseEstimator):
         log_transform="auto",
         target_reference="auto",
         calibration_steps="auto",
+        n_networks="auto",
         hidden_size=32,
         num_layers=1,
         bidirectional=False,
@@ -383,6 +414,7 @@ class LSTMForecaster(BaseEstimator):
         self.log_transform = log_transform
         self.target_reference = target_reference
         self.calibration_steps = calibration_steps
+        self.n_networks = n_networks
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
@@ -506,29 +538,37 @@ class LSTMForecaster(BaseEstimator):
                     "a smaller window_length or horizon."
                 )
 
+        inputs, targets = training_data(layout, series, scalings, scaled_exogenous)
+        if continuing:
+            seeds = [regressor.random_state for regressor in self.regressors_]
+            self._check_same_networks(len(seeds))
+        else:
+            seeds = self._network_seeds(len(inputs))
         calibration_errors = None
         if settings["calibration_steps_"] is not None:
             calibration_errors = held_out_errors(
-                lambda: LSTMRegressor(**self._regressor_parameters()),
+                lambda: _Average(self._new_networks(seeds)),
                 layout,
                 series,
                 scaled_exogenous,
                 steps=settings["calibration_steps_"],
                 log_transform=self.log_transform,
             )
-        inputs, targets = training_data(layout, series, scalings, scaled_exogenous)
         if continuing:
-            regressor = self.regressor_
-            regressor.set_params(**self._regressor_parameters())
+            regressors = self.regressors_
+            for regressor in regressors:
+                regressor.set_params(**self._regressor_parameters())
         else:
-            regressor = LSTMRegressor(**self._regressor_parameters())
-        regressor.fit(inputs, targets)
+            regressors = self._new_networks(seeds)
+        _Average(regressors).fit(inputs, targets)
 
         # Set only once everything succeeded: a failed fit leaves the
         # previous fitted state as it was.
         for name, value in settings.items():
             setattr(self, name, value)
-        self.regressor_ = regressor
+        self.regressors_ = regressors
+        self.regressor_ = regressors[0]
+        self.n_networks_ = len(regressors)
         self.calibration_errors_ = calibration_errors
         logs = [scaling.log for scaling in scalings]
         self.log_transform_ = logs if as_list else logs[0]
@@ -585,7 +625,7 @@ class LSTMForecaster(BaseEstimator):
         steps = check_positive_int(steps, "steps")
         states, future, as_list, ndim = self._forecast_origins(steps, X, y)
         transformed = forecast(
-            self.regressor_.predict, self._layout(), states, future, steps
+            self._predict_windows, self._layout(), states, future, steps
         )
         forecasts = [
             state.scaling.inverse(values)
@@ -727,7 +767,7 @@ class LSTMForecaster(BaseEstimator):
                     exponents=self._exogenous_exponents,
                 )
                 values = forecast(
-                    self.regressor_.predict, self._layout(), [state], future, len(truth)
+                    self._predict_windows, self._layout(), [state], future, len(truth)
                 )
                 predictions.append(state.scaling.inverse(values[0]))
         scores = []
@@ -752,6 +792,36 @@ class LSTMForecaster(BaseEstimator):
         }
         forwarded["output_mode"] = "last"
         return forwarded
+
+    def _network_seeds(self, n_windows):
+        """One ``random_state`` per network, for ``n_windows`` training windows."""
+        count = self.n_networks
+        if count == "auto":
+            few = n_windows < _AUTO_NETWORKS_MAX_WINDOWS
+            count = _AUTO_NETWORKS if few else 1
+        if count == 1:
+            # One network is seeded as the forecaster is.
+            return [self.random_state]
+        draws = check_random_state(self.random_state)
+        return [int(seed) for seed in draws.randint(np.iinfo(np.int32).max, size=count)]
+
+    def _new_networks(self, seeds):
+        parameters = self._regressor_parameters()
+        return [LSTMRegressor(**{**parameters, "random_state": seed}) for seed in seeds]
+
+    def _predict_windows(self, windows):
+        """The networks' mean prediction for transformed windows."""
+        # Forecasters pickled before regressors_ existed hold regressor_ only.
+        regressors = getattr(self, "regressors_", None) or [self.regressor_]
+        return _Average(regressors).predict(windows)
+
+    def _check_same_networks(self, fitted):
+        if self.n_networks not in ("auto", fitted):
+            raise ValueError(
+                f"warm_start continues the {fitted} fitted networks, but "
+                f"n_networks={self.n_networks!r}. Set n_networks={fitted} (or "
+                "'auto') to continue them, or warm_start=False to start afresh."
+            )
 
     def _layout(self):
         return WindowLayout(
@@ -785,7 +855,7 @@ class LSTMForecaster(BaseEstimator):
                 f"intervals with: {reason}"
             )
         states, future, as_list, ndim = self._forecast_origins(steps, X, y)
-        point = forecast(self.regressor_.predict, self._layout(), states, future, steps)
+        point = forecast(self._predict_windows, self._layout(), states, future, steps)
         offsets = error_quantiles(self.calibration_errors_, levels, steps)
         results = [
             forecast_bounds(values, state.scaling, offsets)
@@ -846,6 +916,22 @@ class LSTMForecaster(BaseEstimator):
                 f"columns, got {n_columns} and {n_exogenous}. Set "
                 "warm_start=False to start afresh."
             )
+
+
+class _Average:
+    """Regressors fitted on the same data, predicting their mean."""
+
+    def __init__(self, regressors):
+        self.regressors = regressors
+
+    def fit(self, X, y):
+        for regressor in self.regressors:
+            regressor.fit(X, y)
+        return self
+
+    def predict(self, X):
+        predictions = [regressor.predict(X) for regressor in self.regressors]
+        return predictions[0] if len(predictions) == 1 else np.mean(predictions, axis=0)
 
 
 # The fitted settings shared by all series, kept by warm_start.

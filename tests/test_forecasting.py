@@ -288,6 +288,81 @@ def test_warm_start_continues_training():
 
 
 # ----------------------------------------------------------------------
+# several networks, averaged
+
+
+def test_auto_averages_five_networks_on_few_windows_and_one_on_many():
+    few = LSTMForecaster(**FAST).fit(seasonal_series())
+    assert few.n_windows_ < 500
+    assert few.n_networks_ == len(few.regressors_) == 5
+    assert few.regressor_ is few.regressors_[0]
+    seeds = [regressor.random_state for regressor in few.regressors_]
+    assert len(set(seeds)) == 5
+    rng = np.random.RandomState(0)
+    many = LSTMForecaster(seasonal_period=None, **FAST).fit(
+        np.cumsum(rng.normal(size=600)) + 100
+    )
+    assert many.n_windows_ >= 500
+    assert many.n_networks_ == 1
+    # One network is seeded as the forecaster is.
+    assert many.regressor_.random_state == FAST["random_state"]
+
+
+def test_forecast_is_the_mean_of_the_networks():
+    y = seasonal_series()
+    settings = dict(log_transform=False, calibration_steps=None, **FAST)
+    averaged = LSTMForecaster(n_networks=3, **settings).fit(y)
+    seeds = [regressor.random_state for regressor in averaged.regressors_]
+    # Within one horizon, the forecast is an affine map of the networks'
+    # mean output: the mean of single-network forecasts with their seeds.
+    singles = [
+        LSTMForecaster(n_networks=1, **{**settings, "random_state": seed})
+        .fit(y)
+        .predict(averaged.horizon_)
+        for seed in seeds
+    ]
+    np.testing.assert_allclose(
+        averaged.predict(averaged.horizon_), np.mean(singles, axis=0), rtol=1e-5
+    )
+    again = LSTMForecaster(n_networks=3, **settings).fit(y)
+    np.testing.assert_array_equal(again.predict(8), averaged.predict(8))
+    other = LSTMForecaster(n_networks=3, **{**settings, "random_state": 1}).fit(y)
+    assert not np.allclose(other.predict(8), averaged.predict(8))
+
+
+def test_warm_start_continues_every_network_and_refuses_another_count():
+    y = seasonal_series()
+    forecaster = LSTMForecaster(n_networks=2, warm_start=True, **FAST).fit(y[:60])
+    regressors = list(forecaster.regressors_)
+    forecaster.fit(y)
+    assert forecaster.regressors_ == regressors
+    assert all(r.n_iter_ == 2 * FAST["max_epochs"] for r in regressors)
+    before = forecaster.predict(6)
+    forecaster.set_params(n_networks=3)
+    with pytest.raises(ValueError, match="n_networks=3.*continue them"):
+        forecaster.fit(y)
+    np.testing.assert_array_equal(forecaster.predict(6), before)
+    forecaster.set_params(n_networks="auto").fit(y)
+    assert forecaster.regressors_ == regressors
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "many", None])
+def test_bad_n_networks_is_refused(value):
+    with pytest.raises((ValueError, TypeError), match="n_networks"):
+        LSTMForecaster(n_networks=value, **FAST).fit(seasonal_series())
+
+
+def test_forecaster_pickled_before_several_networks_still_forecasts():
+    forecaster = LSTMForecaster(n_networks=1, **FAST).fit(seasonal_series())
+    expected = forecaster.predict(8)
+    state = forecaster.__dict__.copy()
+    del state["regressors_"], state["n_networks_"]
+    old = LSTMForecaster.__new__(LSTMForecaster)
+    old.__dict__.update(state)
+    np.testing.assert_array_equal(old.predict(8), expected)
+
+
+# ----------------------------------------------------------------------
 # time-series evaluation without look-ahead
 
 
