@@ -186,10 +186,11 @@ weight_averaging : float in (0, 1) or None
     optimiser left them. The regressor and the forecaster average by
     default (0.97), the classifier does not.
 time_warp : float in [0, 1]
-    Augment the training data: every epoch, ``fit`` re-reads each training
-    sequence at a random speed that varies smoothly along it (faster in
-    places, slower in others; the first and last steps stay where they
-    are), so that the network sees each example at many timings. The value
+    Augment the training data: every training epoch (of ``fit`` or
+    ``partial_fit``) re-reads each training sequence at a random speed that
+    varies smoothly along it (faster in places, slower in others; the first
+    and last steps stay where they are), so that the network sees each
+    example at many timings. The value
     is the standard deviation of the log of the speed: 0.1 reads parts of a
     sequence about 10% faster or slower. Validation and prediction read the
     sequences as they are. Numeric features are interpolated between steps,
