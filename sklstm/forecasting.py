@@ -19,6 +19,7 @@ it forecasts.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from numbers import Integral
 
@@ -555,9 +556,13 @@ class LSTMForecaster(BaseEstimator):
                 log_transform=self.log_transform,
             )
         if continuing:
-            regressors = self.regressors_
-            for regressor in regressors:
-                regressor.set_params(**self._regressor_parameters())
+            # Copies: should one network's training fail, none of the
+            # fitted ones has moved on without the others.
+            regressors = [copy.deepcopy(regressor) for regressor in self.regressors_]
+            for regressor, seed in zip(regressors, seeds, strict=True):
+                regressor.set_params(
+                    **{**self._regressor_parameters(), "random_state": seed}
+                )
         else:
             regressors = self._new_networks(seeds)
         _Average(regressors).fit(inputs, targets)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import TimeSeriesSplit, cross_val_score
+from skorch.callbacks import Callback
 
 from sklstm.forecasting import LSTMForecaster, detect_seasonal_period, make_windows
 
@@ -278,10 +279,14 @@ def test_pickle_round_trip():
 def test_warm_start_continues_training():
     y = seasonal_series()
     forecaster = LSTMForecaster(warm_start=True, **FAST).fit(y[:60])
-    regressor = forecaster.regressor_
+    first = forecaster.regressor_.net_.module_.state_dict()
     forecaster.fit(y)
-    assert forecaster.regressor_ is regressor
     assert forecaster.regressor_.n_iter_ == 2 * FAST["max_epochs"]
+    # It went on from the first fit's weights: the continued network's
+    # history holds both fits' epochs, and its weights moved.
+    assert len(forecaster.regressor_.loss_curve_) == 2 * FAST["max_epochs"]
+    moved = forecaster.regressor_.net_.module_.state_dict()
+    assert any(not torch.equal(first[name], moved[name]) for name in first)
     assert forecaster.n_timesteps_ == len(y)
     with pytest.raises(ValueError, match="warm_start"):
         forecaster.fit(np.column_stack([y, y]))
@@ -333,17 +338,46 @@ def test_forecast_is_the_mean_of_the_networks():
 def test_warm_start_continues_every_network_and_refuses_another_count():
     y = seasonal_series()
     forecaster = LSTMForecaster(n_networks=2, warm_start=True, **FAST).fit(y[:60])
-    regressors = list(forecaster.regressors_)
+    seeds = [regressor.random_state for regressor in forecaster.regressors_]
     forecaster.fit(y)
-    assert forecaster.regressors_ == regressors
-    assert all(r.n_iter_ == 2 * FAST["max_epochs"] for r in regressors)
+    assert [r.random_state for r in forecaster.regressors_] == seeds
+    assert all(r.n_iter_ == 2 * FAST["max_epochs"] for r in forecaster.regressors_)
     before = forecaster.predict(6)
     forecaster.set_params(n_networks=3)
     with pytest.raises(ValueError, match="n_networks=3.*continue them"):
         forecaster.fit(y)
     np.testing.assert_array_equal(forecaster.predict(6), before)
     forecaster.set_params(n_networks="auto").fit(y)
-    assert forecaster.regressors_ == regressors
+    assert [r.random_state for r in forecaster.regressors_] == seeds
+    assert all(r.n_iter_ == 3 * FAST["max_epochs"] for r in forecaster.regressors_)
+
+
+class FailOnTraining(Callback):
+    """Raises when the ``fail_at``-th network (counting from 1) starts training."""
+
+    def __init__(self, fail_at):
+        self.fail_at = fail_at
+        self.started = 0
+
+    def on_train_begin(self, net, **kwargs):
+        self.started += 1
+        if self.started == self.fail_at:
+            raise RuntimeError("this network fails")
+
+
+def test_a_failing_network_leaves_every_fitted_network_as_it_was():
+    y = seasonal_series()
+    forecaster = LSTMForecaster(n_networks=2, warm_start=True, **FAST).fit(y[:60])
+    before = forecaster.predict(6)
+    iterations = [regressor.n_iter_ for regressor in forecaster.regressors_]
+    # Two calibration networks train first, then the two fitted ones: the
+    # second of those fails after the first has trained on.
+    forecaster.set_params(callbacks=[FailOnTraining(fail_at=4)])
+    with pytest.raises(RuntimeError, match="this network fails"):
+        forecaster.fit(y)
+    assert [r.n_iter_ for r in forecaster.regressors_] == iterations
+    assert forecaster.n_timesteps_ == 60
+    np.testing.assert_array_equal(forecaster.predict(6), before)
 
 
 @pytest.mark.parametrize("value", [0, -1, 2.5, "many", None])
