@@ -541,7 +541,8 @@ class LSTMForecaster(BaseEstimator):
 
         inputs, targets = training_data(layout, series, scalings, scaled_exogenous)
         if continuing:
-            seeds = [regressor.random_state for regressor in self.regressors_]
+            fitted = self._fitted_networks()
+            seeds = [regressor.random_state for regressor in fitted]
             self._check_same_networks(len(seeds))
         else:
             seeds = self._network_seeds(len(inputs))
@@ -558,7 +559,7 @@ class LSTMForecaster(BaseEstimator):
         if continuing:
             # Copies: should one network's training fail, none of the
             # fitted ones has moved on without the others.
-            regressors = [copy.deepcopy(regressor) for regressor in self.regressors_]
+            regressors = [copy.deepcopy(regressor) for regressor in fitted]
             for regressor, seed in zip(regressors, seeds, strict=True):
                 regressor.set_params(
                     **{**self._regressor_parameters(), "random_state": seed}
@@ -814,11 +815,13 @@ class LSTMForecaster(BaseEstimator):
         parameters = self._regressor_parameters()
         return [LSTMRegressor(**{**parameters, "random_state": seed}) for seed in seeds]
 
+    def _fitted_networks(self):
+        # Forecasters pickled before regressors_ existed hold regressor_ only.
+        return getattr(self, "regressors_", None) or [self.regressor_]
+
     def _predict_windows(self, windows):
         """The networks' mean prediction for transformed windows."""
-        # Forecasters pickled before regressors_ existed hold regressor_ only.
-        regressors = getattr(self, "regressors_", None) or [self.regressor_]
-        return _Average(regressors).predict(windows)
+        return _Average(self._fitted_networks()).predict(windows)
 
     def _check_same_networks(self, fitted):
         if self.n_networks not in ("auto", fitted):

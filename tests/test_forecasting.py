@@ -387,13 +387,17 @@ def test_bad_n_networks_is_refused(value):
 
 
 def test_forecaster_pickled_before_several_networks_still_forecasts():
-    forecaster = LSTMForecaster(n_networks=1, **FAST).fit(seasonal_series())
+    y = seasonal_series()
+    forecaster = LSTMForecaster(n_networks=1, warm_start=True, **FAST).fit(y[:60])
     expected = forecaster.predict(8)
     state = forecaster.__dict__.copy()
     del state["regressors_"], state["n_networks_"]
     old = LSTMForecaster.__new__(LSTMForecaster)
     old.__dict__.update(state)
     np.testing.assert_array_equal(old.predict(8), expected)
+    # warm_start continues its one network.
+    old.fit(y)
+    assert old.regressors_[0].n_iter_ == 2 * FAST["max_epochs"]
 
 
 # ----------------------------------------------------------------------
