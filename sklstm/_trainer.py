@@ -114,7 +114,8 @@ class SequenceNet(NeuralNet):
     # This process's DataParallel place, set by ``train`` for one
     # data-parallel fit only (see sklstm._distributed); None: training alone.
     data_parallel = None
-    # The time warps' generator, set by ``train`` for one fit only.
+    # The time warps' generator: made on the batches' device by the first
+    # warped step of a fit, dropped by ``train`` when the fit ends.
     warp_generator = None
 
     def __init__(self, module, *args, precision="32", seed=0, time_warp=0.0, **kwargs):
@@ -190,12 +191,22 @@ class SequenceNet(NeuralNet):
             self.module_.train()
         inputs, targets = batch
         if self.time_warp:
-            inputs = time_warp(inputs, self.time_warp, self.warp_generator)
+            generator = self._warp_generator(inputs["padded"].device)
+            inputs = time_warp(inputs, self.time_warp, generator)
         y_pred = self.infer(inputs, **fit_params)
         loss = self.get_loss(y_pred, targets, X=inputs, training=True)
         scaler = self.grad_scaler
         (loss if scaler is None else scaler.scale(loss)).backward()
         return {"loss": loss, "y_pred": y_pred}
+
+    def _warp_generator(self, device):
+        generator = self.warp_generator
+        if generator is None or generator.device != device:
+            # Each process of a data-parallel fit warps its shards its own way.
+            rank = 0 if self.data_parallel is None else self.data_parallel.rank
+            generator = new_generator(self.seed, "time_warp", device, rank)
+            self.warp_generator = generator
+        return generator
 
     def validation_step(self, batch, **fit_params):
         if self.module_.training:
@@ -639,10 +650,7 @@ def train(
     net.set_params(train_split=split, max_epochs=epochs)
     net.grad_scaler = new_grad_scaler(net.precision, torch.device(net.device))
     net.data_parallel = data_parallel
-    if net.time_warp:
-        # Each process of a data-parallel fit warps its shards its own way.
-        rank = 0 if data_parallel is None else data_parallel.rank
-        net.warp_generator = new_generator(net.seed, "time_warp", net.device, rank)
+    net.warp_generator = None
     failure = None
     try:
         if data_parallel is not None:

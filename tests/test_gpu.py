@@ -161,3 +161,22 @@ def test_pickled_gpu_model_predicts_the_same_after_loading():
 def test_cuda_kernels_are_used():
     assert torch.backends.cudnn.is_available()
     assert torch.backends.cudnn.enabled
+
+
+def test_time_warp_draws_on_the_gpu(monkeypatch):
+    devices = []
+    original = _trainer.time_warp
+
+    def spy(inputs, amount, generator):
+        devices.append((inputs["padded"].device.type, generator.device.type))
+        return original(inputs, amount, generator)
+
+    monkeypatch.setattr(_trainer, "time_warp", spy)
+    X, y = make_ragged_sequences()
+    first = LSTMClassifier(**FAST, time_warp=0.2).fit(X, y)
+    assert devices and set(devices) == {("cuda", "cuda")}
+    again = LSTMClassifier(**FAST, time_warp=0.2).fit(X, y)
+    # cuDNN's recurrent kernels may sum in another order from run to run.
+    np.testing.assert_allclose(
+        first.predict_proba(X), again.predict_proba(X), rtol=0, atol=1e-4
+    )
