@@ -89,10 +89,12 @@ def _worker(out, device):
     results["predictions_after"] = reg.predict(X)
 
     # Ragged sequences, string labels, the default network (convolutions
-    # with batch norm, dropout) and early stopping: the processes agree.
+    # with batch norm, dropout), time warps (each process warps its shards
+    # its own way) and early stopping: the processes agree.
     Xr, yr = _ragged_classification_data()
     clf = LSTMClassifier(
         hidden_size=8,
+        time_warp=0.2,
         max_epochs=6,
         batch_size=8,
         early_stopping=True,
