@@ -560,10 +560,10 @@ class LSTMForecaster(BaseEstimator):
             # Copies: should one network's training fail, none of the
             # fitted ones has moved on without the others.
             regressors = [copy.deepcopy(regressor) for regressor in fitted]
-            for regressor, seed in zip(regressors, seeds, strict=True):
-                regressor.set_params(
-                    **{**self._regressor_parameters(), "random_state": seed}
-                )
+            for regressor, parameters in zip(
+                regressors, self._network_parameters(seeds), strict=True
+            ):
+                regressor.set_params(**parameters)
         else:
             regressors = self._new_networks(seeds)
         _Average(regressors).fit(inputs, targets)
@@ -811,9 +811,13 @@ class LSTMForecaster(BaseEstimator):
         draws = check_random_state(self.random_state)
         return [int(seed) for seed in draws.randint(np.iinfo(np.int32).max, size=count)]
 
-    def _new_networks(self, seeds):
+    def _network_parameters(self, seeds):
+        """The regressor parameters of each network, one per seed."""
         parameters = self._regressor_parameters()
-        return [LSTMRegressor(**{**parameters, "random_state": seed}) for seed in seeds]
+        return [{**parameters, "random_state": seed} for seed in seeds]
+
+    def _new_networks(self, seeds):
+        return [LSTMRegressor(**params) for params in self._network_parameters(seeds)]
 
     def _fitted_networks(self):
         # Forecasters pickled before regressors_ existed hold regressor_ only.
