@@ -190,18 +190,17 @@ time_warp : float in [0, 1]
     ``partial_fit``) re-reads each training sequence at a random speed that
     varies smoothly along it (faster in places, slower in others; the first
     and last steps stay where they are), so that the network sees each
-    example at many timings. The value
-    is the standard deviation of the log of the speed: 0.1 reads parts of a
-    sequence about 10% faster or slower. Validation and prediction read the
-    sequences as they are. Numeric features are interpolated between steps,
-    categorical ones taken from the nearer step. Needs
-    ``output_mode="last"``. 0: no warping. It can help a small data set
-    whose patterns come a little earlier or later from one sequence to the
-    next, but it is off by default because it does not help in general: on
-    the benchmark's real data sets 0.1 raised some accuracies and lowered
-    others (benchmarks/RESULTS.md). Compare it by cross-validation, and
-    leave it at 0 when the speed of a sequence, or the spacing of its
-    steps, tells its label.
+    example at many timings. The value is the standard deviation of the log
+    of the speed: 0.1 reads parts of a sequence about 10% faster or slower.
+    Validation and prediction read the sequences as they are. Numeric
+    features are interpolated between steps, categorical ones taken from the
+    nearer step. Needs ``output_mode="last"``. 0: no warping. It can help a
+    small data set whose patterns come a little earlier or later from one
+    sequence to the next, but it is off by default because it does not help
+    in general: on the benchmark's real data sets 0.1 raised some accuracies
+    and lowered others (benchmarks/RESULTS.md). Compare it by
+    cross-validation, and leave it at 0 when the speed of a sequence, or the
+    spacing of its steps, tells its label.
 early_stopping : bool or "auto"
     Hold out ``validation_fraction`` of the sequences ``fit`` gets, stop
     training when the validation score has not improved by more than
