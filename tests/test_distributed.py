@@ -118,6 +118,12 @@ def _worker(out, device):
     with open(Path(out) / f"rank{rank}.pkl", "wb") as file:
         pickle.dump(results, file)
     dist.destroy_process_group()
+    # Leave without the interpreter's teardown: there, now and then, gloo's
+    # threads abort the process ("terminate called without an active
+    # exception") after everything above has finished and been written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------
