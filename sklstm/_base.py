@@ -88,6 +88,14 @@ _AUTO_FLOOR_EPOCHS = 10
 # time step cost about two thirds as much at stride 3 (1,460 steps) as at
 # stride 1 (427 steps).
 _CONV_SHARE = 0.5
+
+
+def _epoch_work(train_steps, stride):
+    """An epoch's work in the units of _AUTO_WORK: its sequence steps, each
+    counted as its share of a step read by the recurrent layers one by one."""
+    return train_steps * (_CONV_SHARE + (1 - _CONV_SHARE) / stride)
+
+
 # early_stopping="auto" holds out a validation set from this many sequences.
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
 # length_aware: the least spread of log lengths the length is scaled by.
@@ -490,30 +498,26 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 raise self._out_of_memory_error(exc, "build", device) from exc
         # The net was built for this fit's max_epochs (its schedule spans them).
         epochs = 1 if incremental else net.max_epochs
-        try:
-            interrupted = train(
-                net,
-                data,
-                train_rows,
-                valid_rows,
-                epochs=epochs,
-                weighted=self._weighted_rows(weights, train_rows, valid_rows),
-                data_parallel=group,
-            )
-        except BaseException as exc:
-            n_epochs = len(net.history)
-            if isinstance(exc, TrainingDiverged):
-                raise self._diverged_error(n_epochs) from None
-            if isinstance(exc, DeviceOutOfMemoryError):
-                raise self._out_of_memory_error(
-                    exc, "train", device, batch_size=net.batch_size
-                ) from None
-            raise
+        interrupted = self._train_checked(
+            net, data, train_rows, valid_rows, epochs, weights, group, device
+        )
         # Before anything is stored: if this fails, the estimator keeps the
         # model it had.
         if not incremental:
             self._centre(net, sequences, targets, weights, train_rows)
         calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
+        if calibration is not None and not continuing and not interrupted:
+            stride = net.module_.recurrent_stride
+            work = len(net.history) * _epoch_work(train_steps, stride)
+            folds = self._calibration_folds(
+                sequences, (train_rows, valid_rows), seed, work
+            )
+            if folds:
+                fit = (sequences, targets, weights, data)
+                states = (target_state, tabular_state, device, group)
+                calibration = self._cross_calibration(
+                    net, valid_rows, folds, fit + states
+                )
 
         self.net_ = net
         self._seed = seed
@@ -547,6 +551,110 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 stacklevel=3,
             )
         return self
+
+    def _train_checked(
+        self, net, data, train_rows, valid_rows, epochs, weights, group, device
+    ):
+        """``train``, with its failures turned into errors that say what to
+        change; True if the user interrupted it."""
+        try:
+            return train(
+                net,
+                data,
+                train_rows,
+                valid_rows,
+                epochs=epochs,
+                weighted=self._weighted_rows(weights, train_rows, valid_rows),
+                data_parallel=group,
+            )
+        except BaseException as exc:
+            n_epochs = len(net.history)
+            if isinstance(exc, TrainingDiverged):
+                raise self._diverged_error(n_epochs) from None
+            if isinstance(exc, DeviceOutOfMemoryError):
+                raise self._out_of_memory_error(
+                    exc, "train", device, batch_size=net.batch_size
+                ) from None
+            raise
+
+    def _cross_calibration(self, net, valid_rows, folds, fit):
+        """What calibrates the intervals: the errors of ``net``, the fit's
+        trained net, on its ``valid_rows``, pooled with those of one more
+        network per fold of :meth:`_calibration_folds`.
+
+        Each trains as the fit's network did (a new network, this fit's
+        settings and as many training sequences) on all rows but its
+        held-out ones, which early-stop and calibrate it, and is then
+        discarded: only its errors are kept. It trains silently and without
+        the user's callbacks, which are there to watch or steer the
+        network that ``fit`` keeps. ``fit`` holds the fit's sequences,
+        targets, weights, tensor data, target and tabular states, device
+        and data-parallel group. An interrupt ends this with the fit's own
+        calibration and a warning.
+        """
+        sequences, targets, weights, data = fit[:4]
+        target_state, tabular_state, device, group = fit[4:]
+        scores = [
+            self._calibration_scores(net, sequences, targets, weights, valid_rows)
+        ]
+        for member_seed, rows, held_out in folds:
+            member = self._build_net(
+                sequences,
+                target_state,
+                tabular_state,
+                device,
+                n_train=len(rows),
+                train_steps=int(sequences.lengths[rows].sum()),
+                use_validation=True,
+                seed=member_seed,
+                iterator=data.iterator,
+                quiet=True,
+            )
+            member.initialize()
+            try:
+                interrupted = self._train_checked(
+                    member,
+                    data,
+                    rows,
+                    held_out,
+                    member.max_epochs,
+                    weights,
+                    group,
+                    device,
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+            if interrupted:
+                warnings.warn(
+                    "Training of the networks that calibrate the intervals "
+                    f"was interrupted after {len(scores) - 1} of {len(folds)}; "
+                    "the intervals are calibrated on the validation split "
+                    "alone.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                return self._pooled_calibration(scores[:1])
+            self._centre(member, sequences, targets, weights, rows)
+            scores.append(
+                self._calibration_scores(member, sequences, targets, weights, held_out)
+            )
+        return self._pooled_calibration(scores)
+
+    def _calibration_folds(self, sequences, rows, seed, work):
+        """``(seed, training rows, held-out rows)`` of each further network
+        that :meth:`_cross_calibration` trains (none by default), given the
+        fit's training and validation ``rows``, its ``seed`` and the ``work``
+        its network did (in the units of ``_AUTO_WORK``)."""
+        return []
+
+    def _calibration_scores(self, net, sequences, targets, weights, rows):
+        """What :meth:`_calibrate` learns from, of ``net`` on ``rows``."""
+        raise NotImplementedError
+
+    def _pooled_calibration(self, scores):
+        """The calibration learned from several networks'
+        :meth:`_calibration_scores` (see :meth:`_cross_calibration`)."""
+        raise NotImplementedError
 
     def _architecture_changes(self):
         """Parameters changed since the fitted network was built, that it
@@ -808,7 +916,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             # A fit's time grows with the sequence steps it goes through:
             # large or long data sets get fewer epochs, not hour-long fits.
             # The recurrent layers' share of a step shrinks with the stride.
-            work = train_steps * (_CONV_SHARE + (1 - _CONV_SHARE) / stride)
+            work = _epoch_work(train_steps, stride)
             epochs = min(epochs, max(_AUTO_FLOOR_EPOCHS, int(_AUTO_WORK // work)))
         return epochs
 
@@ -870,6 +978,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         seed,
         iterator=Batches,
         incremental=False,
+        quiet=False,
     ):
         """The skorch net (not yet initialised) for this estimator and data."""
         mean, scale, missing = self._feature_statistics(sequences)
@@ -907,6 +1016,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             seed=seed,
             iterator=iterator,
             incremental=incremental,
+            quiet=quiet,
         )
 
     def _net_for(
@@ -920,6 +1030,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         seed,
         iterator=Batches,
         incremental=False,
+        quiet=False,
     ):
         """The skorch net for these parameters and the network's arguments.
 
@@ -930,7 +1041,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ``iterator`` batches the training data (see the data's ``iterator``);
         ``incremental``: the net trains one epoch of ``partial_fit``, where
         an average of the weights, restarted in every call, would only lag
-        behind them.
+        behind them; ``quiet``: without ``verbose`` output and ``callbacks``.
         """
         return build_net(
             module=RecurrentNetwork,
@@ -953,8 +1064,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             score_fn=self._validation_score,
             loss_limit=_EXPLODED
             * max(1.0, self._criterion.chance_loss(module_kwargs["n_outputs"])),
-            verbose=self.verbose,
-            callbacks=self.callbacks,
+            verbose=0 if quiet else self.verbose,
+            callbacks=None if quiet else self.callbacks,
             device=device,
             precision=self.precision,
             seed=seed,

@@ -233,6 +233,21 @@ interval_width : {"constant", "adaptive"}
     weights, few sequences) learns little of how noise varies, and its
     intervals stay close to constant, calibrated all the same. Both give
     any coverage and any quantile from one fit.
+calibration : {"auto", "split", "cross"}
+    Whose held-out errors calibrate the intervals. "split": those of the
+    network ``fit`` trains, on its validation split. "cross": also those of
+    up to 4 more networks, each trained as that one is (same settings, as
+    many sequences, a seed of its own) with another part of the data held
+    out, so that up to five times as many errors calibrate (cross-conformal
+    prediction, Vovk 2015); predictions still come from the one network,
+    and ``fit`` takes up to five times as long. "auto": "cross" when the
+    validation split holds fewer than 100 sequences (steps with
+    ``output_mode="sequence"``), where a split's coverage varies much from
+    fit to fit and coverages above n / (n + 1) are out of reach, and five
+    trainings as long as the first (its epochs times its sequences' steps)
+    stay within the 8 million sequence steps that bound a default fit;
+    else "split". A ``warm_start`` fit calibrates on its split: further
+    networks trained from scratch would not err as the continued one does.
 warm_start : bool
     On the next ``fit``, continue training the fitted network instead of
     starting afresh.

@@ -14,6 +14,7 @@ from numbers import Real
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import _AUTO_WORK
 from ._conformal import (
     calibration_from,
     conformity_scores,
@@ -24,6 +25,22 @@ from ._conformal import (
     too_few_scores,
 )
 from ._typing import ArrayLike, Predictions, SequencesLike
+
+# calibration="auto" trains further networks to calibrate the intervals when
+# the validation split gives fewer scores than this (there a split's coverage
+# varies much from fit to fit, and coverages above n / (n + 1) are out of
+# reach) and when all of them together are expected to stay within the
+# sequence steps one default fit may go through (_AUTO_WORK), so that a
+# default fit's time stays bounded as the README says.
+AUTO_CROSS_MAX_SCORES = 100
+# How many further networks calibration="cross" trains at most: with the
+# default validation_fraction=0.2 their held-out rows and the fit's own cover
+# every sequence once.
+CROSS_NETWORKS = 4
+# Held-out folds may be this much larger or smaller than the validation split
+# when that lets them hold out every training row once: the further networks
+# then train on about as many rows as the fit's own.
+_FOLD_SIZE_SLACK = 0.1
 
 
 def check_coverage(coverage):
@@ -84,10 +101,63 @@ class IntervalsMixin:
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
         if valid_rows is None:
             return None
-        outputs, truths, _ = self._outputs_on_rows(
-            net, sequences, targets, weights, valid_rows
+        return calibration_from(
+            self._calibration_scores(net, sequences, targets, weights, valid_rows)
         )
-        return calibration_from(conformity_scores(outputs, truths))
+
+    def _calibration_scores(self, net, sequences, targets, weights, rows):
+        outputs, truths, _ = self._outputs_on_rows(
+            net, sequences, targets, weights, rows
+        )
+        return conformity_scores(outputs, truths)
+
+    def _pooled_calibration(self, scores):
+        return calibration_from(np.concatenate(scores))
+
+    def _calibration_folds(self, sequences, rows, seed, work):
+        """``calibration="cross"`` (or "auto" on a small, quickly trained
+        validation split): up to :data:`CROSS_NETWORKS` folds of the
+        training rows, each about as large as the validation split, so that
+        each further network trains on about as many sequences as the fit's
+        own."""
+        train_rows, valid_rows = rows
+        n_valid = len(valid_rows)
+        mode = self.calibration
+        if mode == "auto":
+            # Counted on the split, not on the calibration, which samples
+            # data read from disk.
+            held_out = n_valid
+            if self.output_mode == "sequence":
+                held_out = int(sequences.lengths[valid_rows].sum())
+            # The further networks are expected to train about as long as
+            # the fit's did: all together, within one default fit's budget.
+            cheap = work * (1 + CROSS_NETWORKS) <= _AUTO_WORK
+            small = held_out < AUTO_CROSS_MAX_SCORES
+            mode = "cross" if small and cheap else "split"
+        if mode == "split":
+            return []
+        # A stream of its own: the split's permutation drew from ``seed``.
+        draws = np.random.RandomState([seed, 1])
+        order = draws.permutation(train_rows)
+        ratio = len(train_rows) / n_valid
+        even = round(ratio)
+        if 1 <= even <= CROSS_NETWORKS and abs(ratio / even - 1) <= _FOLD_SIZE_SLACK:
+            # The folds can hold out every training row once and stay about
+            # as large as the split (as at the default validation_fraction).
+            parts = np.array_split(order, even)
+        else:
+            count = min(CROSS_NETWORKS, len(train_rows) // n_valid)
+            parts = [
+                order[index * n_valid : (index + 1) * n_valid] for index in range(count)
+            ]
+        seeds = draws.randint(np.iinfo(np.int32).max, size=len(parts))
+        everything = np.arange(len(train_rows) + n_valid)
+        folds = []
+        for part, member_seed in zip(parts, seeds, strict=True):
+            held_out = np.sort(part)
+            rows = np.setdiff1d(everything, held_out, assume_unique=True)
+            folds.append((int(member_seed), rows, held_out))
+        return folds
 
     def _store_calibration(self, calibration):
         if calibration is None:
@@ -206,8 +276,9 @@ class IntervalsMixin:
                 f"A coverage of {coverage:g} needs at least "
                 f"{scores_needed(coverage)} validation {unit}, but the last fit "
                 f"held out {size}, which give coverages up to "
-                f"{largest_coverage(size):.4g}. Fit on more sequences or raise "
-                "validation_fraction, or ask for a lower coverage."
+                f"{largest_coverage(size):.4g}. Fit on more sequences, raise "
+                "validation_fraction or set calibration='cross' (more networks "
+                "hold out more of the data), or ask for a lower coverage."
             )
         return calibration
 

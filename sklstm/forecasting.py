@@ -84,6 +84,9 @@ _NOT_FORWARDED = {
     # A window re-read at another speed would no longer lead up to the
     # values that follow it: the targets are the next steps in real time.
     "time_warp",
+    # The forecaster calibrates its intervals its own way, so its networks
+    # train no more networks to calibrate theirs (see _regressor_parameters).
+    "calibration",
 }
 
 
@@ -797,6 +800,7 @@ class LSTMForecaster(BaseEstimator):
             if name in params
         }
         forwarded["output_mode"] = "last"
+        forwarded["calibration"] = "split"
         return forwarded
 
     def _network_seeds(self, n_windows):

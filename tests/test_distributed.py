@@ -88,6 +88,16 @@ def _worker(out, device):
     results["unpickled"] = pickle.loads(pickle.dumps(reg)).predict(X)
     results["predictions_after"] = reg.predict(X)
 
+    # Intervals calibrated by further networks, which train data-parallel
+    # as the kept one does.
+    calibrated = LSTMRegressor(
+        **{**NETWORK, "early_stopping": True},
+        batch_size=PER_PROCESS_BATCH,
+        calibration="cross",
+        device=device,
+    ).fit(X, y)
+    results["calibration"] = calibrated._calibration
+
     # Ragged sequences, string labels, the default network (convolutions
     # with batch norm, dropout), time warps (each process warps its shards
     # its own way) and early stopping: the processes agree.
@@ -221,6 +231,15 @@ def test_matches_one_process_with_the_same_effective_batch(ranks, precision, ato
     )
     np.testing.assert_allclose(
         ranks[0][f"predictions{precision}"], reference.predict(X), rtol=0, atol=atol
+    )
+
+
+def test_further_calibration_networks_agree_across_processes(ranks):
+    first, second = ranks
+    # 64 sequences: the split holds out 13, four further networks the rest.
+    assert first["calibration"]["size"] == second["calibration"]["size"] == 64
+    np.testing.assert_array_equal(
+        first["calibration"]["scores"], second["calibration"]["scores"]
     )
 
 

@@ -247,8 +247,9 @@ def test_every_regressor_parameter_is_forwarded():
     assert regressor_params <= set(LSTMForecaster().get_params())
     # Only the output mode, the options of tabular input, length_aware (all
     # windows are equally long), the regressor's interval widths (the
-    # forecaster's intervals do not use them yet) and time warping (a warped
-    # window no longer leads up to its targets) stay behind.
+    # forecaster's intervals do not use them yet), time warping (a warped
+    # window no longer leads up to its targets) and the regressor's
+    # calibration (the forecaster calibrates its own way) stay behind.
     assert _NOT_FORWARDED == {
         "output_mode",
         "categorical_features",
@@ -259,7 +260,14 @@ def test_every_regressor_parameter_is_forwarded():
         "length_aware",
         "interval_width",
         "time_warp",
+        "calibration",
     }
+    # Its networks calibrate nothing of their own, so they train no further
+    # networks for it.
+    assert (
+        LSTMForecaster(early_stopping=True)._regressor_parameters()["calibration"]
+        == "split"
+    )
     forecaster = LSTMForecaster(
         cell="gru", weight_decay=1e-3, weight_averaging=0.9, **FAST
     )

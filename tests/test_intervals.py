@@ -91,19 +91,23 @@ def test_shapes_per_step():
     assert reg.predict_interval(X).shape == (50, 7, 2, 2)
 
 
-def test_ragged_in_ragged_out_and_only_real_steps_calibrate():
+@pytest.mark.parametrize("calibration", ["split", "cross"])
+def test_ragged_in_ragged_out_and_only_real_steps_calibrate(calibration):
     X, _ = make_ragged_sequences(n_samples=40, min_length=2, max_length=12)
     y = [x[:, 0] for x in X]
-    reg = LSTMRegressor(output_mode="sequence", **TINY).fit(X, y)
+    reg = LSTMRegressor(output_mode="sequence", calibration=calibration, **TINY)
+    reg.fit(X, y)
     intervals = reg.predict_interval(X)
     assert isinstance(intervals, list)
     assert [i.shape for i in intervals] == [(len(x), 2) for x in X]
     quantiles = reg.predict_quantiles(X, quantiles=[0.1, 0.5, 0.9])
     assert [q.shape for q in quantiles] == [(len(x), 3) for x in X]
-    # One score per real step of the validation sequences, none for padding.
+    # One score per real step of the held-out sequences, none for padding:
+    # the validation split's, or with five networks' folds every sequence's.
     sequences = reg._validated_sequences(X)
     _, valid_rows = reg._split(None, sequences, reg._seed, True)
-    assert reg._calibration["size"] == sum(len(X[row]) for row in valid_rows)
+    held_out = valid_rows if calibration == "split" else range(len(X))
+    assert reg._calibration["size"] == sum(len(X[row]) for row in held_out)
 
 
 # ---------------------------------------------------------------------------
@@ -192,15 +196,154 @@ def test_refits_recalibrate_and_partial_fit_uncalibrates():
     X, y = _regression_data(n_samples=60)
     reg = LSTMRegressor(warm_start=True, **TINY).fit(X, y)
     first = reg._calibration["scores"].copy()
-    reg.fit(X, y)  # warm start: trains on, calibrates on this fit's split
+    assert reg._calibration["size"] == 60  # five networks held out all
+    # Warm start: trains on and calibrates on this fit's split alone, as
+    # networks trained afresh would not err as the continued one does.
+    reg.fit(X, y)
     assert reg.n_iter_ == 2 * TINY["max_epochs"]
-    assert not np.array_equal(reg._calibration["scores"], first)
+    assert reg._calibration["size"] == 12
+    assert not np.array_equal(reg._calibration["scores"], first[:12])
     reg.partial_fit(X, y)
     with pytest.raises(ValueError, match="partial_fit has trained it since"):
         reg.predict_interval(X)
     reg.set_params(warm_start=False, early_stopping=False).fit(X, y)
     with pytest.raises(ValueError, match="early_stopping=True"):
         reg.predict_quantiles(X)
+
+
+# ---------------------------------------------------------------------------
+# Cross-conformal calibration: more networks hold out the rest of the data
+def test_small_sets_calibrate_on_every_sequence_and_predict_alike():
+    X, y = _regression_data(n_samples=60)
+    split = LSTMRegressor(calibration="split", **TINY).fit(X, y)
+    auto = LSTMRegressor(**TINY).fit(X, y)
+    assert split._calibration["size"] == 12
+    assert auto._calibration["size"] == 60
+    # The kept network is the one fit trained either way; only the
+    # calibration differs.
+    np.testing.assert_array_equal(auto.predict(X), split.predict(X))
+    assert auto.loss_curve_ == split.loss_curve_
+    np.testing.assert_allclose(
+        auto.predict_interval(X).mean(axis=1),
+        split.predict_interval(X).mean(axis=1),
+        atol=1e-12,
+    )
+    # The fit's own validation errors are among the pooled ones.
+    assert np.isin(split._calibration["scores"], auto._calibration["scores"]).all()
+    # Reproducible from random_state, calibration included.
+    again = LSTMRegressor(**TINY).fit(X, y)
+    np.testing.assert_array_equal(
+        again._calibration["scores"], auto._calibration["scores"]
+    )
+    # 60 scores reach coverages the split's 12 cannot.
+    assert auto.predict_interval(X, coverage=0.95).shape == (60, 2)
+    with pytest.raises(ValueError, match="needs at least 19"):
+        split.predict_interval(X, coverage=0.95)
+
+
+def test_auto_keeps_the_split_when_it_holds_enough(monkeypatch):
+    from sklstm import _intervals
+
+    monkeypatch.setattr(_intervals, "AUTO_CROSS_MAX_SCORES", 12)
+    X, y = _regression_data(n_samples=60)
+    assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 12
+    monkeypatch.setattr(_intervals, "AUTO_CROSS_MAX_SCORES", 13)
+    assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 60
+    # "cross" trains the further networks whatever the split holds.
+    monkeypatch.setattr(_intervals, "AUTO_CROSS_MAX_SCORES", 0)
+    reg = LSTMRegressor(calibration="cross", **TINY).fit(X, y)
+    assert reg._calibration["size"] == 60
+
+
+def test_auto_keeps_the_split_when_five_fits_would_break_the_budget(monkeypatch):
+    from sklstm import _intervals
+
+    X, y = _regression_data(n_samples=60)
+    # The fit's network went through 4 epochs of 48 sequences of 6 steps;
+    # five such trainings are 5,760 steps.
+    work = TINY["max_epochs"] * 48 * 6
+    monkeypatch.setattr(_intervals, "_AUTO_WORK", 5 * work - 1)
+    assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 12
+    assert (
+        LSTMRegressor(calibration="cross", **TINY).fit(X, y)._calibration["size"] == 60
+    )
+    monkeypatch.setattr(_intervals, "_AUTO_WORK", 5 * work)
+    assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 60
+
+
+@pytest.mark.parametrize(
+    "n_samples, fraction, n_networks, n_held_out",
+    [
+        (60, 0.2, 5, 60),  # four folds of the split's 12: every row once
+        (74, 0.2, 5, 74),  # 15 and 59 rows: folds of 14-15, every row once
+        (60, 0.1, 5, 30),  # at most four further networks, 6 rows each
+        (60, 0.4, 2, 48),  # 36 training rows: one fold of the split's 24
+        (60, 0.6, 1, 36),  # 24 training rows: no fold as large as the split
+    ],
+)
+def test_folds_are_disjoint_and_about_as_large_as_the_split(
+    n_samples, fraction, n_networks, n_held_out
+):
+    X, y = _regression_data(n_samples=n_samples)
+    reg = LSTMRegressor(calibration="cross", validation_fraction=fraction, **TINY)
+    reg.fit(X, y)
+    sequences = reg._validated_sequences(X)
+    train_rows, valid_rows = reg._split(None, sequences, reg._seed, True)
+    folds = reg._calibration_folds(sequences, (train_rows, valid_rows), reg._seed, 0)
+    assert len(folds) == n_networks - 1
+    every = np.concatenate([valid_rows] + [held_out for _, _, held_out in folds])
+    assert len(np.unique(every)) == len(every) == n_held_out
+    for _, rows, held_out in folds:
+        # Each trains on all the other sequences, about as many as the
+        # fit's own network.
+        assert abs(len(rows) - len(train_rows)) <= 1
+        np.testing.assert_array_equal(np.union1d(rows, held_out), np.arange(n_samples))
+    assert len({seed for seed, _, _ in folds} | {reg._seed}) == n_networks
+    assert reg._calibration["size"] == n_held_out
+
+
+def test_further_networks_train_without_callbacks_or_output(capsys):
+    from skorch.callbacks import Callback
+
+    class CountTrainings(Callback):
+        trainings = 0
+
+        def on_train_begin(self, net, **kwargs):
+            type(self).trainings += 1
+
+    X, y = _regression_data(n_samples=60)
+    reg = LSTMRegressor(callbacks=[CountTrainings()], verbose=1, **TINY).fit(X, y)
+    assert reg._calibration["size"] == 60
+    assert CountTrainings.trainings == 1
+    assert capsys.readouterr().err.count("4/4 [") == 1  # one progress bar
+
+
+def test_interrupted_further_networks_leave_the_split_calibration(monkeypatch):
+    X, y = _regression_data(n_samples=60)
+    split = LSTMRegressor(calibration="split", **TINY).fit(X, y)
+    original = LSTMRegressor._train_checked
+    calls = []
+
+    def interrupted_third(self, net, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, net, *args)
+
+    monkeypatch.setattr(LSTMRegressor, "_train_checked", interrupted_third)
+    reg = LSTMRegressor(**TINY)
+    with pytest.warns(RuntimeWarning, match="interrupted after 1 of 4.*split alone"):
+        reg.fit(X, y)
+    np.testing.assert_array_equal(
+        reg._calibration["scores"], split._calibration["scores"]
+    )
+    np.testing.assert_array_equal(reg.predict(X), split.predict(X))
+
+
+def test_unknown_calibration_is_refused():
+    X, y = _regression_data()
+    with pytest.raises(ValueError, match="calibration.*'cross'"):
+        LSTMRegressor(calibration="jackknife", **TINY).fit(X, y)
 
 
 def test_changing_interval_width_builds_a_new_network():
@@ -275,10 +418,12 @@ def test_without_a_validation_split_the_error_says_how_to_get_one():
 
 def test_too_small_a_validation_split_names_the_coverage_it_can_give():
     X, y = _regression_data(n_samples=30)
-    reg = LSTMRegressor(validation_fraction=0.2, **TINY).fit(X, y)
+    reg = LSTMRegressor(validation_fraction=0.2, calibration="split", **TINY)
+    reg.fit(X, y)
     assert reg._calibration["size"] == 6
     with pytest.raises(
-        ValueError, match=r"0.9 needs at least 9 validation sequences.*held out 6"
+        ValueError,
+        match=r"0.9 needs at least 9 validation sequences.*held out 6.*'cross'",
     ):
         reg.predict_interval(X, coverage=0.9)
     with pytest.raises(ValueError, match="up to 0.8571.*validation_fraction"):

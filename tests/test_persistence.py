@@ -736,16 +736,17 @@ REGRESSOR_EDITS = {
         _set("module_kwargs", n_outputs=2),
         r"network has 2 outputs but n_outputs is 1",
     ),
-    # The regressor's own parameter is the first thing a classifier lacks.
+    # The regressor's own parameters are the first thing a classifier lacks.
     "relabelled as a classifier": (
         _update(estimator="LSTMClassifier"),
-        r"parameters \['interval_width'\] that this sklstm's LSTMClassifier does "
-        r"not know.*corrupt or was edited",
+        r"parameters \['calibration', 'interval_width'\] that this sklstm's "
+        r"LSTMClassifier does not know.*corrupt or was edited",
     ),
-    "relabelled as a classifier, regressor parameter dropped": (
+    "relabelled as a classifier, regressor parameters dropped": (
         lambda metadata: (
             metadata.update(estimator="LSTMClassifier"),
             metadata["params"].pop("interval_width"),
+            metadata["params"].pop("calibration"),
         ),
         r"unknown fitted fields \['n_outputs', 'single_output', 'target_mean', "
         r"'target_scale'\]",

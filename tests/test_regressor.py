@@ -168,7 +168,8 @@ def test_partial_fit_does_not_centre(monkeypatch):
     calls = []
     monkeypatch.setattr(LSTMRegressor, "_centre", lambda self, *a: calls.append(1))
     X, y = _data()
-    reg = LSTMRegressor(**FAST).partial_fit(X, y).partial_fit(X, y)
+    reg = LSTMRegressor(calibration="split", **FAST)
+    reg.partial_fit(X, y).partial_fit(X, y)
     assert calls == []
     reg.fit(X, y)
     assert calls == [1]

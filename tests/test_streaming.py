@@ -367,17 +367,23 @@ def test_regressor_intervals_calibrate_on_data_read_from_disk(tmp_path, monkeypa
     params = dict(FAST, max_epochs=3, early_stopping=True)
     on_disk = LSTMRegressor(**params).fit(to_memmap(X, tmp_path), y)
     in_memory = LSTMRegressor(**params).fit(X, y)
-    # Both calibrate on the validation split's sequences, read from disk
-    # for the first.
-    assert on_disk._calibration["size"] == in_memory._calibration["size"] > 0
+    # Both calibrate on the same held-out sequences (with 40 validation
+    # sequences, five networks': all 200), read from disk for the first.
+    assert on_disk._calibration["size"] == in_memory._calibration["size"] == 200
     bounds = on_disk.predict_interval(X, coverage=0.8)
     point = on_disk.predict(X)
     assert (bounds[:, 0] <= point).all() and (point <= bounds[:, 1]).all()
     # Far larger data calibrates on the first validation sequences only.
     monkeypatch.setattr(_out_of_core, "CALIBRATION_STEPS", 8 * 5)
     (tmp_path / "capped").mkdir()
-    capped = LSTMRegressor(**params).fit(to_memmap(X, tmp_path / "capped"), y)
+    capped = LSTMRegressor(**params, calibration="split")
+    capped.fit(to_memmap(X, tmp_path / "capped"), y)
     assert capped._calibration["size"] == 5
+    # The sample's cap does not decide whether to train more networks: the
+    # 40 validation sequences do.
+    (tmp_path / "capped_cross").mkdir()
+    capped = LSTMRegressor(**params).fit(to_memmap(X, tmp_path / "capped_cross"), y)
+    assert capped._calibration["size"] == 5 * 5
 
 
 def test_data_parallel_training_refuses_data_on_disk(tmp_path, monkeypatch):
