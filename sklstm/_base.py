@@ -507,8 +507,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._centre(net, sequences, targets, weights, train_rows)
         calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
         if calibration is not None and not continuing and not interrupted:
-            stride = net.module_.recurrent_stride
-            work = len(net.history) * _epoch_work(train_steps, stride)
+            epoch = _epoch_work(train_steps, net.module_.recurrent_stride)
+            work = (len(net.history) * epoch, net.max_epochs * epoch)
             folds = self._calibration_folds(
                 sequences, (train_rows, valid_rows), seed, work
             )
@@ -643,8 +643,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     def _calibration_folds(self, sequences, rows, seed, work):
         """``(seed, training rows, held-out rows)`` of each further network
         that :meth:`_cross_calibration` trains (none by default), given the
-        fit's training and validation ``rows``, its ``seed`` and the ``work``
-        its network did (in the units of ``_AUTO_WORK``)."""
+        fit's training and validation ``rows``, its ``seed`` and ``work``:
+        what its network went through and the most one network of its
+        ``max_epochs`` can (in the units of ``_AUTO_WORK``)."""
         return []
 
     def _calibration_scores(self, net, sequences, targets, weights, rows):

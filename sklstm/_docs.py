@@ -243,10 +243,10 @@ calibration : {"auto", "split", "cross"}
     and ``fit`` takes up to five times as long. "auto": "cross" when the
     validation split holds fewer than 100 sequences (steps with
     ``output_mode="sequence"``), where a split's coverage varies much from
-    fit to fit and coverages above n / (n + 1) are out of reach, and five
-    trainings as long as the first (its epochs times its sequences' steps)
-    stay within the 8 million sequence steps that bound a default fit;
-    else "split". A ``warm_start`` fit calibrates on its split: further
+    fit to fit and coverages above n / (n + 1) are out of reach, and where
+    the fit stays within the 8 million sequence steps that bound a default
+    fit (epochs times the training sequences' steps) even if each further
+    network trains all its ``max_epochs``; else "split". A ``warm_start`` fit calibrates on its split: further
     networks trained from scratch would not err as the continued one does.
 warm_start : bool
     On the next ``fit``, continue training the fitted network instead of

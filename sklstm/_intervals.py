@@ -29,9 +29,9 @@ from ._typing import ArrayLike, Predictions, SequencesLike
 # calibration="auto" trains further networks to calibrate the intervals when
 # the validation split gives fewer scores than this (there a split's coverage
 # varies much from fit to fit, and coverages above n / (n + 1) are out of
-# reach) and when all of them together are expected to stay within the
-# sequence steps one default fit may go through (_AUTO_WORK), so that a
-# default fit's time stays bounded as the README says.
+# reach) and when the whole fit, further networks included, cannot go
+# through more sequence steps than one default fit may (_AUTO_WORK), so that
+# a default fit's time stays bounded as the README says.
 AUTO_CROSS_MAX_SCORES = 100
 # How many further networks calibration="cross" trains at most: with the
 # default validation_fraction=0.2 their held-out rows and the fit's own cover
@@ -115,8 +115,8 @@ class IntervalsMixin:
         return calibration_from(np.concatenate(scores))
 
     def _calibration_folds(self, sequences, rows, seed, work):
-        """``calibration="cross"`` (or "auto" on a small, quickly trained
-        validation split): up to :data:`CROSS_NETWORKS` folds of the
+        """``calibration="cross"`` (or "auto" on a small validation split,
+        within the budget): up to :data:`CROSS_NETWORKS` folds of the
         training rows, each about as large as the validation split, so that
         each further network trains on about as many sequences as the fit's
         own."""
@@ -129,11 +129,7 @@ class IntervalsMixin:
             held_out = n_valid
             if self.output_mode == "sequence":
                 held_out = int(sequences.lengths[valid_rows].sum())
-            # The further networks are expected to train about as long as
-            # the fit's did: all together, within one default fit's budget.
-            cheap = work * (1 + CROSS_NETWORKS) <= _AUTO_WORK
-            small = held_out < AUTO_CROSS_MAX_SCORES
-            mode = "cross" if small and cheap else "split"
+            mode = "cross" if held_out < AUTO_CROSS_MAX_SCORES else "split"
         if mode == "split":
             return []
         # A stream of its own: the split's permutation drew from ``seed``.
@@ -150,6 +146,12 @@ class IntervalsMixin:
             parts = [
                 order[index * n_valid : (index + 1) * n_valid] for index in range(count)
             ]
+        done, most = work
+        if self.calibration == "auto" and done + len(parts) * most > _AUTO_WORK:
+            # Only where the fit stays within one default fit's budget of
+            # sequence steps even if each further network trains all its
+            # epochs.
+            return []
         seeds = draws.randint(np.iinfo(np.int32).max, size=len(parts))
         everything = np.arange(len(train_rows) + n_valid)
         folds = []

@@ -132,19 +132,19 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     On fewer than 100 validation sequences the split alone calibrates
     poorly: over fits, coverage scatters around
     ``ceil((n + 1) * coverage) / (n + 1)``, which is above ``coverage``.
-    With ``calibration="auto"`` (the default), when five trainings like the
-    first stay within a default fit's budget of sequence steps (small sets
-    train in seconds), ``fit`` then trains up to 4 more networks as it
-    trained the first, each holding out another part of the training
-    sequences, and pools their errors on what they held out with the first
-    network's (cross-conformal prediction, Vovk 2015): with the default
-    ``validation_fraction`` every sequence, or nearly every one, is held
-    out once, and ``n`` is their number. The further networks are
-    discarded; their errors stand in for those of the kept network, which
-    trained as they did on about as many sequences. The guarantee is then
-    approximate (Barber et al. 2021 bound the related CV+ method's
-    coverage at ``1 - 2 * (1 - coverage)`` in the worst case); on the
-    benchmark sets it brought coverage closer to the nominal one.
+    With ``calibration="auto"`` (the default), where the fit stays within a
+    default fit's budget of sequence steps even if the further networks
+    train all their epochs (small sets train in seconds), ``fit`` trains up
+    to 4 more networks as it trained the first, each holding out another
+    part of the training sequences, and pools their errors on what they
+    held out with the first network's (cross-conformal prediction, Vovk
+    2015): with the default ``validation_fraction`` every sequence, or
+    nearly every one, is held out once, and ``n`` is their number. The
+    further networks are discarded; their errors stand in for those of the
+    kept network, which trained as they did on about as many sequences.
+    The guarantee is then approximate (Barber et al. 2021 bound the related
+    CV+ method's coverage at ``1 - 2 * (1 - coverage)`` in the worst case);
+    on the benchmark sets it brought coverage closer to the nominal one.
 
     Why calibrated scales, not trained quantiles: any coverage and any
     quantile then come from one fit, where quantile regression (CQR)

@@ -255,18 +255,17 @@ def test_auto_keeps_the_split_when_it_holds_enough(monkeypatch):
     assert reg._calibration["size"] == 60
 
 
-def test_auto_keeps_the_split_when_five_fits_would_break_the_budget(monkeypatch):
+def test_auto_keeps_the_split_when_five_fits_could_break_the_budget(monkeypatch):
     from sklstm import _intervals
 
     X, y = _regression_data(n_samples=60)
-    # The fit's network went through 4 epochs of 48 sequences of 6 steps;
-    # five such trainings are 5,760 steps.
+    # Each network may go through 4 epochs of 48 sequences of 6 steps: five
+    # of them, 5,760 steps.
     work = TINY["max_epochs"] * 48 * 6
     monkeypatch.setattr(_intervals, "_AUTO_WORK", 5 * work - 1)
     assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 12
-    assert (
-        LSTMRegressor(calibration="cross", **TINY).fit(X, y)._calibration["size"] == 60
-    )
+    cross = LSTMRegressor(calibration="cross", **TINY).fit(X, y)
+    assert cross._calibration["size"] == 60
     monkeypatch.setattr(_intervals, "_AUTO_WORK", 5 * work)
     assert LSTMRegressor(**TINY).fit(X, y)._calibration["size"] == 60
 
@@ -289,7 +288,9 @@ def test_folds_are_disjoint_and_about_as_large_as_the_split(
     reg.fit(X, y)
     sequences = reg._validated_sequences(X)
     train_rows, valid_rows = reg._split(None, sequences, reg._seed, True)
-    folds = reg._calibration_folds(sequences, (train_rows, valid_rows), reg._seed, 0)
+    folds = reg._calibration_folds(
+        sequences, (train_rows, valid_rows), reg._seed, (0, 0)
+    )
     assert len(folds) == n_networks - 1
     every = np.concatenate([valid_rows] + [held_out for _, _, held_out in folds])
     assert len(np.unique(every)) == len(every) == n_held_out
