@@ -246,8 +246,9 @@ calibration : {"auto", "split", "cross"}
     fit to fit and coverages above n / (n + 1) are out of reach, and where
     the fit stays within the 8 million sequence steps that bound a default
     fit (epochs times the training sequences' steps) even if each further
-    network trains all its ``max_epochs``; else "split". A ``warm_start`` fit calibrates on its split: further
-    networks trained from scratch would not err as the continued one does.
+    network trains all its ``max_epochs``; else "split". A ``warm_start``
+    fit calibrates on its split: further networks trained from scratch
+    would not err as the continued one does.
 warm_start : bool
     On the next ``fit``, continue training the fitted network instead of
     starting afresh.
