@@ -505,19 +505,28 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # model it had.
         if not incremental:
             self._centre(net, sequences, targets, weights, train_rows)
-        calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
-        if calibration is not None and not continuing and not interrupted:
+        folds = []
+        if valid_rows is not None and not continuing and not interrupted:
             epoch = _epoch_work(train_steps, net.module_.recurrent_stride)
             work = (len(net.history) * epoch, net.max_epochs * epoch)
             folds = self._calibration_folds(
                 sequences, (train_rows, valid_rows), seed, work
             )
-            if folds:
-                fit = (sequences, targets, weights, data)
-                states = (target_state, tabular_state, device, group)
-                calibration = self._cross_calibration(
-                    net, valid_rows, folds, fit + states
-                )
+        if folds:
+            calibration = self._cross_calibration(
+                net,
+                valid_rows,
+                folds,
+                sequences=sequences,
+                targets=targets,
+                weights=weights,
+                data=data,
+                states=(target_state, tabular_state),
+                device=device,
+                group=group,
+            )
+        else:
+            calibration = self._calibrate(net, sequences, targets, weights, valid_rows)
 
         self.net_ = net
         self._seed = seed
@@ -577,23 +586,35 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 ) from None
             raise
 
-    def _cross_calibration(self, net, valid_rows, folds, fit):
-        """What calibrates the intervals: the errors of ``net``, the fit's
-        trained net, on its ``valid_rows``, pooled with those of one more
-        network per fold of :meth:`_calibration_folds`.
+    def _cross_calibration(
+        self,
+        net,
+        valid_rows,
+        folds,
+        *,
+        sequences,
+        targets,
+        weights,
+        data,
+        states,
+        device,
+        group,
+    ):
+        """What calibrates the intervals, in place of :meth:`_calibrate`:
+        the errors of ``net``, the fit's trained net, on its ``valid_rows``,
+        pooled with those of one more network per fold of
+        :meth:`_calibration_folds`.
 
         Each trains as the fit's network did (a new network, this fit's
         settings and as many training sequences) on all rows but its
         held-out ones, which early-stop and calibrate it, and is then
         discarded: only its errors are kept. It trains silently and without
         the user's callbacks, which are there to watch or steer the
-        network that ``fit`` keeps. ``fit`` holds the fit's sequences,
-        targets, weights, tensor data, target and tabular states, device
-        and data-parallel group. An interrupt ends this with the fit's own
-        calibration and a warning.
+        network that ``fit`` keeps. The keyword arguments are the fit's
+        (``states``: its target and tabular states). An interrupt ends this
+        with the fit's own calibration and a warning.
         """
-        sequences, targets, weights, data = fit[:4]
-        target_state, tabular_state, device, group = fit[4:]
+        target_state, tabular_state = states
         scores = [
             self._calibration_scores(net, sequences, targets, weights, valid_rows)
         ]
