@@ -25,10 +25,11 @@ from ._device import (
 )
 from ._distributed import agree_on_fit, data_parallel, training_device
 from ._model_file import write_model_file
-from ._network import AUTO_POOLING, RecurrentNetwork
+from ._network import AUTO_DIFFERENCES, AUTO_POOLING, RecurrentNetwork
 from ._out_of_core import StreamedSequences, is_out_of_core, stream_sequences
 from ._sequences import (
     check_features,
+    difference_scale,
     feature_moments,
     missing_features,
     record_features,
@@ -102,6 +103,10 @@ _AUTO_EARLY_STOPPING_MIN_SAMPLES = 50
 _MIN_LOG_LENGTH_SCALE = 0.2
 # recurrent_stride="auto": at most this many recurrent steps per sequence.
 _AUTO_RECURRENT_STEPS = 500
+# differences="auto": univariate series of equal length get differences
+# (AUTO_DIFFERENCES) from this many steps, up to where recurrent_stride="auto"
+# starts reading several steps at once.
+_AUTO_DIFFERENCES_MIN_STEPS = 100
 
 
 class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
@@ -134,6 +139,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
+        "differences": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "length_aware": ["boolean"],
         "categorical_features": [
             None,
@@ -196,6 +205,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         forget_bias,
         standardize,
         sequence_norm,
+        differences,
         length_aware,
         categorical_features,
         static_features,
@@ -238,6 +248,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm
+        self.differences = differences
         self.length_aware = length_aware
         self.categorical_features = categorical_features
         self.static_features = static_features
@@ -694,6 +705,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "conv_placement": self.conv_placement,
             "recurrent_stride": self.recurrent_stride,
             "sequence_norm": self.sequence_norm,
+            "differences": self.differences,
             "length_aware": self.length_aware,
             "standardize": self.standardize,
             "precision": self.precision,
@@ -705,6 +717,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "standardize": built.get("feature_mean") is not None,
             "precision": self.net_.precision,
             "recurrent_stride": built.get("recurrent_stride", 1),
+            "differences": built.get("differences", 0),
             "length_aware": built.get("length_scaling") is not None,
         }
         if self.recurrent_stride == "auto":
@@ -712,6 +725,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             now["recurrent_stride"] = then["recurrent_stride"]
         if self.pooling == "auto" and then["pooling"] in AUTO_POOLING:
             now["pooling"] = then["pooling"]
+        if self.differences == "auto":
+            now["differences"] = then["differences"]
         if self.length_aware:
             # Also resolved from the first fit's data (were lengths unequal?).
             now["length_aware"] = then["length_aware"]
@@ -962,6 +977,42 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         ragged, equal = AUTO_POOLING
         return equal if sequences.equal_lengths else ragged
 
+    def _resolve_differences(self, sequences):
+        """``differences``, with "auto" resolved for the training data."""
+        if self.differences != "auto":
+            return self.differences
+        # The change around each step shows a shape's slopes and turns,
+        # which the recurrent layers otherwise have to learn to find by
+        # comparing neighbouring steps. With recurrent_stride > 1 they see
+        # several consecutive steps side by side already. Several channels,
+        # short, ragged or strided series were better without it on the
+        # benchmark's data (benchmarks/RESULTS.md).
+        univariate = (
+            sequences.n_features == 1
+            and sequences.codes is None
+            and self.output_mode == "last"
+        )
+        if (
+            univariate
+            and sequences.equal_lengths
+            and sequences.max_length >= _AUTO_DIFFERENCES_MIN_STEPS
+            and self._resolve_recurrent_stride(sequences) == 1
+        ):
+            return AUTO_DIFFERENCES
+        return 0
+
+    def _difference_arguments(self, sequences, mean, scale):
+        """The network's ``differences`` and ``difference_scale``."""
+        half_span = self._resolve_differences(sequences)
+        if not half_span:
+            return {"differences": 0, "difference_scale": None}
+        return {
+            "differences": half_span,
+            "difference_scale": torch.as_tensor(
+                difference_scale(sequences, half_span, mean, scale)
+            ),
+        }
+
     def _length_arguments(self, sequences):
         """The network's ``length_scaling`` and ``conv_max``, from
         ``length_aware`` and the training data."""
@@ -1021,6 +1072,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             recurrent_stride=self._resolve_recurrent_stride(sequences),
             **self._length_arguments(sequences),
             forget_bias=self.forget_bias,
+            **self._difference_arguments(sequences, mean, scale),
             sequence_norm=self.sequence_norm,
             feature_mean=None if mean is None else torch.as_tensor(mean),
             feature_scale=None if scale is None else torch.as_tensor(scale),

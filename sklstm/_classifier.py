@@ -53,6 +53,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {forget_bias}
     {standardize}
     {sequence_norm}
+    {differences}
     {length_aware}
     {categorical_features}
     {static_features}
@@ -150,6 +151,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
+        differences="auto",
         length_aware=True,
         categorical_features="from_dtype",
         static_features=None,
@@ -194,6 +196,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,
+            differences=differences,
             length_aware=length_aware,
             categorical_features=categorical_features,
             static_features=static_features,

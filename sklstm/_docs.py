@@ -89,6 +89,23 @@ sequence_norm : {"append", "replace"} or None
     z-normalised per feature over its own valid steps: its shape regardless
     of its level and scale. "append" doubles the input features the network
     sees. None: the input only, standardised with ``standardize``.
+differences : int >= 0 or "auto"
+    Also feed each numeric feature's change around every step, ``(x[t + d]
+    - x[t - d]) / (2 d)`` for ``differences=d``, on the standardised values
+    and divided by its typical size on the training data; each sequence's
+    first and last steps stand in for steps past its ends. It shows the
+    slopes and turns that tell shapes apart, which the network would
+    otherwise have to learn to find. A larger ``d`` smooths out noise from
+    step to step. ``sequence_norm`` treats the changes as features too. With
+    ``output_mode="sequence"`` each step's change reads ``d`` steps ahead.
+    0: none. "auto": 3 for series of one numeric feature (no categorical
+    ones), all of one length of at least 100 steps, that the recurrent
+    layers read one step at a time (``recurrent_stride``; "auto" does up to
+    500 steps), with ``output_mode="last"``; 0 otherwise. The classifier
+    defaults to "auto": on the benchmark's univariate series of 150 to 427
+    steps it raised accuracy or left it as it was, and on several channels,
+    short, ragged or strided series it lowered it (benchmarks/RESULTS.md).
+    The regressor defaults to 0, as no regression set was tried with it.
 length_aware : bool
     Let the network use how long each sequence is. When the training
     sequences' lengths differ and ``output_mode="last"``, the network also

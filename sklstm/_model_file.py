@@ -52,7 +52,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._conformal import MAX_STORED_SCORES
 from ._device import resolve_device
-from ._network import AUTO_POOLING, RecurrentNetwork
+from ._network import AUTO_DIFFERENCES, AUTO_POOLING, RecurrentNetwork
 from ._trainer import restore_net
 from ._version import __version__
 
@@ -720,6 +720,7 @@ def _check_network(estimator, fields, module_kwargs):
                 f"the network's {key} is {'not ' * estimator.standardize}set but "
                 f"the parameter standardize is {estimator.standardize}"
             )
+    _check_differences(estimator, arguments)
     indicators = arguments["missing_indicators"]
     if not _int_tuple(indicators, 0) or list(indicators) != sorted(
         set(i for i in indicators if i < n_inputs)
@@ -765,6 +766,30 @@ def _check_network(estimator, fields, module_kwargs):
             f"the network reads {n_inputs} features per time "
             f"step but n_step_features is {fields['n_step_features']}"
         )
+
+
+def _check_differences(estimator, arguments):
+    """``differences`` as the parameter gives it ("auto": 0 or the half span
+    it resolves to), with one positive scale per feature when not 0."""
+    half_span, scale = arguments["differences"], arguments["difference_scale"]
+    wanted = estimator.differences
+    allowed = (0, AUTO_DIFFERENCES) if wanted == "auto" else (wanted,)
+    if not (_is_int(half_span) and half_span in allowed):
+        raise _Invalid(
+            f"the network's differences is {_show(half_span)} but the parameter "
+            f"differences is {_show(wanted)}"
+        )
+    n_inputs = arguments["n_inputs"]
+    if half_span and (
+        scale is None
+        or not _optional_vector(scale, n_inputs)
+        or not bool((scale > 0).all())
+    ):
+        raise _Invalid(
+            f"the network's difference_scale must be {n_inputs} positive finite numbers"
+        )
+    if not half_span and scale is not None:
+        raise _Invalid("the network has a difference_scale but no differences")
 
 
 def _check_length_arguments(estimator, arguments):

@@ -30,6 +30,8 @@ _LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # What the estimators' pooling="auto" builds, for ragged and for
 # equal-length training data; the model file checks a network against it.
 AUTO_POOLING = ("last", "mean")
+# The half span differences="auto" gives the series it applies to.
+AUTO_DIFFERENCES = 3
 
 
 class RecurrentNetwork(nn.Module):
@@ -60,9 +62,18 @@ class RecurrentNetwork(nn.Module):
         through that many times fewer steps. 1 in "sequence" mode.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
+    differences : int
+        Also feed each numeric feature's centred change over
+        ``2 * differences`` steps, ``(x[t + d] - x[t - d]) / (2 d)`` on the
+        standardised values, with each sequence's first and last steps
+        repeated past its ends; divided by ``difference_scale``. 0: none.
+    difference_scale : tensor of shape (n_inputs,) or None
+        Typical size (root mean square) of each change on the training
+        data, so that the changes enter at about unit scale. With
+        ``differences`` only.
     sequence_norm : {"append", "replace"} or None
         Also feed (or feed instead) each sequence z-normalised over its own
-        valid steps, per feature.
+        valid steps, per feature (the changes of ``differences`` included).
     feature_mean, feature_scale : tensor of shape (n_inputs,)
         Per-feature standardisation learned in ``fit``.
     missing_indicators : tuple of int
@@ -117,6 +128,8 @@ class RecurrentNetwork(nn.Module):
         conv_placement="parallel",
         recurrent_stride=1,
         forget_bias=1.0,
+        differences=0,
+        difference_scale=None,
         sequence_norm=None,
         feature_mean=None,
         feature_scale=None,
@@ -145,6 +158,16 @@ class RecurrentNetwork(nn.Module):
         self.register_buffer("feature_mean", torch.as_tensor(mean).float())
         self.register_buffer("feature_scale", torch.as_tensor(scale).float())
         self.standardize = feature_mean is not None or feature_scale is not None
+        self.differences = int(differences)
+        if self.differences:
+            # Registered only when used, as the static statistics below.
+            scale = (
+                torch.ones(n_inputs) if difference_scale is None else difference_scale
+            )
+            self.register_buffer(
+                "difference_scale", torch.as_tensor(scale).float().clone()
+            )
+            n_inputs = 2 * n_inputs
         self.sequence_norm = sequence_norm
         if sequence_norm == "append":
             n_inputs = 2 * n_inputs
@@ -301,6 +324,9 @@ class RecurrentNetwork(nn.Module):
             # Zero the padding so the convolutions see what they would see
             # at the end of a lone sequence: their own zero padding.
             x = x * mask[..., None].to(x.dtype)
+        if self.differences:
+            changes = _centred_changes(x, lengths, mask, self.differences)
+            x = torch.cat([x, changes / self.difference_scale], dim=-1)
         if self.sequence_norm is not None:
             normalised = _normalise_each(x, lengths, mask)
             if self.sequence_norm == "replace":
@@ -627,6 +653,32 @@ def _side_by_side(x, lengths, mask, stride):
         return x, lengths, None
     steps = torch.arange(x.shape[1], device=x.device)
     return x, lengths, steps[None, :] < lengths.to(x.device)[:, None]
+
+
+def _centred_changes(x, lengths, mask, half_span):
+    """``(x[t + h] - x[t - h]) / (2 h)`` along time, ``h = half_span``.
+
+    Positions past a sequence's ends read its first or last step, so a
+    sequence's changes are the same alone or in a batch of longer ones, and
+    its padding stays zero.
+    """
+    if mask is None:
+        # Every row full: edge padding, which an exported graph keeps with a
+        # dynamic time axis.
+        padded = nn.functional.pad(
+            x.transpose(1, 2), (half_span, half_span), mode="replicate"
+        ).transpose(1, 2)
+        return (padded[:, 2 * half_span :] - padded[:, : -2 * half_span]) / (
+            2 * half_span
+        )
+    steps = torch.arange(x.shape[1], device=x.device)[None, :]
+    last = (lengths.to(x.device) - 1).clamp(min=0)[:, None]
+    ahead = torch.minimum(steps + half_span, last)
+    behind = (steps - half_span).clamp(min=0).expand_as(ahead)
+    width = x.shape[-1]
+    later = x.gather(1, ahead[..., None].expand(-1, -1, width))
+    earlier = x.gather(1, behind[..., None].expand(-1, -1, width))
+    return (later - earlier) / (2 * half_span) * mask[..., None].to(x.dtype)
 
 
 def _recur(rnn, x):

@@ -40,6 +40,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     {forget_bias}
     {standardize}
     {sequence_norm}
+    {differences}
     {length_aware}
     {categorical_features}
     {static_features}
@@ -204,6 +205,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
+        differences=0,
         length_aware=True,
         categorical_features="from_dtype",
         static_features=None,
@@ -249,6 +251,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,
+            differences=differences,
             length_aware=length_aware,
             categorical_features=categorical_features,
             static_features=static_features,

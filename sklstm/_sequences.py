@@ -652,3 +652,46 @@ def feature_moments(sequences, chunk_steps=MOMENT_CHUNK_STEPS):
     for start in range(0, len(sequences.steps), chunk):
         moments.add(sequences.steps[start : start + chunk])
     return moments.result()
+
+
+# differences: the scale of the changes is measured on at most this many
+# training sequences, spread evenly over them; data read from disk is read
+# only that far.
+DIFFERENCE_SCALE_SEQUENCES = 1000
+
+
+def difference_scale(sequences, half_span, mean=None, scale=None):
+    """Root mean square of each feature's centred change over ``2 *
+    half_span`` steps, as :class:`~sklstm._network.RecurrentNetwork` computes
+    it: on the standardised values (``mean`` and ``scale``, when given) with
+    missing values at the mean, each sequence's ends repeated past them.
+
+    A feature whose changes are all (nearly) zero gets 1, so that it is not
+    magnified.
+    """
+    n_samples = sequences.n_samples
+    if sequences.n_features == 0:  # categorical features only
+        return np.ones(0)
+    rows = np.unique(
+        np.linspace(0, n_samples - 1, min(n_samples, DIFFERENCE_SCALE_SEQUENCES))
+        .round()
+        .astype(np.int64)
+    )
+    sample = sequences.take(rows)
+    values = sample.steps.astype(np.float64)
+    if mean is not None:
+        values = (values - mean) / scale
+    values[np.isnan(values)] = 0.0
+    if sample.equal_lengths:
+        batches = [values.reshape(len(rows), -1, sample.n_features)]
+    else:
+        bounds = zip(sample.offsets[:-1], sample.offsets[1:], strict=True)
+        batches = [values[None, start:stop] for start, stop in bounds]
+    squares = np.zeros(sample.n_features)
+    for batch in batches:
+        padded = np.pad(batch, ((0, 0), (half_span, half_span), (0, 0)), mode="edge")
+        changes = padded[:, 2 * half_span :] - padded[:, : -2 * half_span]
+        squares += np.square(changes / (2 * half_span)).sum(axis=(0, 1))
+    rms = np.sqrt(squares / max(1, len(values)))
+    rms[~(rms > 1e-8)] = 1.0
+    return rms

@@ -84,6 +84,9 @@ _NOT_FORWARDED = {
     # A window re-read at another speed would no longer lead up to the
     # values that follow it: the targets are the next steps in real time.
     "time_warp",
+    # Not tried on forecasting windows: the forecaster's networks keep the
+    # regressor's default, none.
+    "differences",
     # The forecaster calibrates its intervals its own way, so its networks
     # train no more networks to calibrate theirs (see _regressor_parameters).
     "calibration",

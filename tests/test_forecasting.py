@@ -248,8 +248,9 @@ def test_every_regressor_parameter_is_forwarded():
     # Only the output mode, the options of tabular input, length_aware (all
     # windows are equally long), the regressor's interval widths (the
     # forecaster's intervals do not use them yet), time warping (a warped
-    # window no longer leads up to its targets) and the regressor's
-    # calibration (the forecaster calibrates its own way) stay behind.
+    # window no longer leads up to its targets), the regressor's calibration
+    # (the forecaster calibrates its own way) and differences (not tried on
+    # forecasting windows) stay behind.
     assert _NOT_FORWARDED == {
         "output_mode",
         "categorical_features",
@@ -261,6 +262,7 @@ def test_every_regressor_parameter_is_forwarded():
         "interval_width",
         "time_warp",
         "calibration",
+        "differences",
     }
     # Its networks calibrate nothing of their own, so they train no further
     # networks for it.

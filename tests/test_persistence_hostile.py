@@ -777,6 +777,21 @@ MISMATCHES = {
             ),
         ),
     ),
+    "differences without their scale": ("classifier", _both(differences=2)),
+    "differences auto with a half span it never gives": (
+        "classifier",
+        lambda m: (
+            m["params"].update(differences="auto"),
+            m["module_kwargs"].update(differences=7),
+        ),
+    ),
+    "a difference scale without differences": (
+        "classifier",
+        lambda m: (
+            m["params"].update(differences=0),
+            m["module_kwargs"].update(differences=0, difference_scale=[1.0]),
+        ),
+    ),
     "categories of another size": (
         "categorical",
         _module(categorical_sizes={"__tuple__": [40]}),
