@@ -111,6 +111,10 @@ class RecurrentNetwork(nn.Module):
         from torch's global generator, as torch's own modules would.
     """
 
+    # A class default, so that networks pickled before differences existed
+    # still load and predict.
+    differences = 0
+
     def __init__(
         self,
         *,

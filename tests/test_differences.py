@@ -204,3 +204,12 @@ def test_data_on_disk_gets_the_same_changes(tmp_path):
         streamed.net_.module_.difference_scale.numpy(),
         in_memory.net_.module_.difference_scale.numpy(),
     )
+
+
+def test_a_network_pickled_before_differences_still_predicts():
+    X = _series(n_timesteps=20)
+    clf = LSTMClassifier(**TINY).fit(X, LABELS)
+    expected = clf.predict_proba(X)
+    # What unpickling a network saved before the attribute existed gives.
+    del clf.net_.module_.__dict__["differences"]
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)

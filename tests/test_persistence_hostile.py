@@ -58,6 +58,15 @@ def regressor_file(data):
 
 
 @pytest.fixture(scope="module")
+def differences_file(data):
+    """A classifier that feeds its network the changes of its features."""
+    X, y = data
+    file = io.BytesIO()
+    LSTMClassifier(differences=2, **SMALL).fit(X, y).save(file)
+    return file.getvalue()
+
+
+@pytest.fixture(scope="module")
 def calibrated_file(data):
     """A regressor with a scale head and the calibration of its intervals."""
     X, _ = data
@@ -777,13 +786,16 @@ MISMATCHES = {
             ),
         ),
     ),
-    "differences without their scale": ("classifier", _both(differences=2)),
+    # Each of these would load and predict from the wrong input but for
+    # the check of the differences.
+    "differences of another half span": ("differences", _module(differences=1)),
+    "differences without their scale": (
+        "differences",
+        _module(difference_scale=None),
+    ),
     "differences auto with a half span it never gives": (
-        "classifier",
-        lambda m: (
-            m["params"].update(differences="auto"),
-            m["module_kwargs"].update(differences=7),
-        ),
+        "differences",
+        lambda m: m["params"].update(differences="auto"),
     ),
     "a difference scale without differences": (
         "classifier",
