@@ -532,7 +532,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 targets=targets,
                 weights=weights,
                 data=data,
-                states=(target_state, tabular_state),
                 device=device,
                 group=group,
             )
@@ -607,7 +606,6 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         targets,
         weights,
         data,
-        states,
         device,
         group,
     ):
@@ -621,19 +619,19 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         held-out ones, which early-stop and calibrate it, and is then
         discarded: only its errors are kept. It trains silently and without
         the user's callbacks, which are there to watch or steer the
-        network that ``fit`` keeps. The keyword arguments are the fit's
-        (``states``: its target and tabular states). An interrupt ends this
-        with the fit's own calibration and a warning.
+        network that ``fit`` keeps. The keyword arguments are the fit's. An
+        interrupt ends this with the fit's own calibration and a warning.
         """
-        target_state, tabular_state = states
+        # The same network arguments as ``net``'s (standardisation, changes'
+        # scale, embeddings), learned once from the fit's data; each further
+        # network draws its own weights from its seed.
+        module_kwargs = net.get_params_for("module")
         scores = [
             self._calibration_scores(net, sequences, targets, weights, valid_rows)
         ]
         for member_seed, rows, held_out in folds:
-            member = self._build_net(
-                sequences,
-                target_state,
-                tabular_state,
+            member = self._net_for(
+                dict(module_kwargs),
                 device,
                 n_train=len(rows),
                 train_steps=int(sequences.lengths[rows].sum()),
