@@ -80,7 +80,7 @@ _AUTO_MAX_EPOCHS = 300
 # ...and at most this many sequence steps in all (epochs x the training
 # sequences' steps), which bounds a default fit's time, but never fewer
 # than _AUTO_FLOOR_EPOCHS epochs.
-_AUTO_WORK = 8_000_000
+_AUTO_WORK = 5_000_000
 _AUTO_FLOOR_EPOCHS = 10
 # The share of a default training step's time that is not the recurrent
 # layers' (the convolutions, at full resolution), with one recurrent step per

@@ -157,14 +157,14 @@ max_epochs : int or "auto"
     that is ``ceil(steps / n_batches)`` for ``n_batches`` mini-batches per
     epoch, clipped to [100, 300] (the 300 also grows with a mean length
     over 100 steps, in proportion); then at most as many epochs as keep the
-    fit within 8,000,000 sequence steps in all (epochs x the training
+    fit within 5,000,000 sequence steps in all (epochs x the training
     sequences' time steps; with ``recurrent_stride`` s, a time step counts
     (1 + 1/s) / 2, as the recurrent layers step through 1/s of them), but
     at least 10. For short sequences and the
     "auto" batch size this gives 300 epochs for up to 16 training
     sequences, 250 for 17 to 32, 167 for 33 to 48, 125 for 49 to 64 and 100
-    from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 80
-    epochs). The budget bounds a default fit's time: on 2 CPU cores, about
+    from 65 up, until the budget lowers it (5,000 sequences of 20 steps: 50
+    epochs). The budget bounds a default fit's time: on 2 CPU cores, under
     a minute for the default network. The training sequences are those
     left after early stopping's hold-out.
 batch_size : int or "auto"
@@ -261,7 +261,7 @@ calibration : {"auto", "split", "cross"}
     validation split holds fewer than 100 sequences (steps with
     ``output_mode="sequence"``), where a split's coverage varies much from
     fit to fit and coverages above n / (n + 1) are out of reach, and where
-    the fit stays within the 8 million sequence steps that bound a default
+    the fit stays within the 5 million sequence steps that bound a default
     fit (epochs times the training sequences' steps) even if each further
     network trains all its ``max_epochs``; else "split". A ``warm_start``
     fit calibrates on its split: further networks trained from scratch

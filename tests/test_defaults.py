@@ -65,7 +65,7 @@ def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
     assert LSTMClassifier()._resolve_max_epochs(n_train) == expected
     assert LSTMClassifier(max_epochs=7)._resolve_max_epochs(n_train) == 7
     # Short sequences, within the budget: the same.
-    if n_train * 20 * expected <= 8_000_000:
+    if n_train * 20 * expected <= sklstm._base._AUTO_WORK:
         assert LSTMClassifier()._resolve_max_epochs(n_train, 20 * n_train) == expected
 
 
@@ -75,8 +75,8 @@ def test_auto_max_epochs_gives_small_data_more_epochs(n_train, expected):
         (50, 150, 188),  # 750 optimiser steps of 4 batches
         (36, 251, 419),  # 1255 steps of 3 batches (the most: 753)
         (10, 251, 753),  # 1255 steps of 1 batch, capped at 300 x 2.51
-        (200, 427, 93),  # 8,000,000 sequence steps / 85,400 per epoch
-        (5000, 20, 80),  # 100,000 sequence steps per epoch
+        (200, 427, 58),  # 5,000,000 sequence steps / 85,400 per epoch
+        (5000, 20, 50),  # 100,000 sequence steps per epoch
         (5000, 2000, 10),  # the floor
     ],
 )
@@ -91,9 +91,9 @@ def test_auto_max_epochs_trains_long_sequences_longer_within_a_budget(
 @pytest.mark.parametrize(
     "stride, expected",
     [
-        (1, 54),  # 8,000,000 / 146,000 sequence steps per epoch
-        (3, 82),  # each step counts 1/2 + 1/2 / 3 of one: 97,333 per epoch
-        (4, 87),  # 1/2 + 1/2 / 4: 91,250 per epoch
+        (1, 34),  # 5,000,000 / 146,000 sequence steps per epoch
+        (3, 51),  # each step counts 1/2 + 1/2 / 3 of one: 97,333 per epoch
+        (4, 54),  # 1/2 + 1/2 / 4: 91,250 per epoch
     ],
 )
 def test_the_budget_counts_strided_recurrent_steps_for_less(stride, expected):
