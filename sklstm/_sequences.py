@@ -24,6 +24,7 @@ from sklearn.utils.validation import (
     check_array,
 )
 
+from ._network import _centred_changes
 from ._typing import ArrayLike
 
 _FLOAT_DTYPES = {"32": np.float32, "64": np.float64}
@@ -689,9 +690,10 @@ def difference_scale(sequences, half_span, mean=None, scale=None):
         batches = [values[None, start:stop] for start, stop in bounds]
     squares = np.zeros(sample.n_features)
     for batch in batches:
-        padded = np.pad(batch, ((0, 0), (half_span, half_span), (0, 0)), mode="edge")
-        changes = padded[:, 2 * half_span :] - padded[:, : -2 * half_span]
-        squares += np.square(changes / (2 * half_span)).sum(axis=(0, 1))
+        # Every row of a batch is full, so no mask: the network's own
+        # computation, in float64.
+        changes = _centred_changes(torch.from_numpy(batch), None, None, half_span)
+        squares += np.square(changes.numpy()).sum(axis=(0, 1))
     rms = np.sqrt(squares / max(1, len(values)))
     rms[~(rms > 1e-8)] = 1.0
     return rms
