@@ -326,9 +326,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         """Labels to stratify the validation split by; None for a random one."""
         return None
 
-    def _centre(self, net, sequences, targets, weights, train_rows):
+    def _centre(self, net, sequences, targets, weights, train_rows, valid_rows):
         """Adjust ``net``, a fit's newly trained net, on its training rows
-        before the fit calibrates or stores anything (nothing by default;
+        and its held-out ``valid_rows`` (None when it held none out) before
+        the fit calibrates or stores anything (nothing by default;
         ``partial_fit`` does not call it)."""
 
     def _calibrate(self, net, sequences, targets, weights, valid_rows):
@@ -515,7 +516,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # Before anything is stored: if this fails, the estimator keeps the
         # model it had.
         if not incremental:
-            self._centre(net, sequences, targets, weights, train_rows)
+            self._centre(net, sequences, targets, weights, train_rows, valid_rows)
         folds = []
         if valid_rows is not None and not continuing and not interrupted:
             epoch = _epoch_work(train_steps, net.module_.recurrent_stride)
@@ -664,7 +665,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                     stacklevel=4,
                 )
                 return self._pooled_calibration(scores[:1])
-            self._centre(member, sequences, targets, weights, rows)
+            self._centre(member, sequences, targets, weights, rows, held_out)
             scores.append(
                 self._calibration_scores(member, sequences, targets, weights, held_out)
             )

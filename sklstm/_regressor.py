@@ -108,10 +108,26 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     in ``output_mode="sequence"``) is zero, as a fitted intercept makes it.
     An early-stopped network often stops before its bias has settled, and
     on a set with little signal that constant offset alone made it worse
-    than predicting the training mean. The validation sequences take no
-    part, so they still calibrate the intervals. ``partial_fit`` does not
-    centre. With data read from disk, an evenly spread sample of the
-    training sequences, up to 2**21 time steps, sets the shift.
+    than predicting the training mean. Where there is a validation split,
+    the shrinking below then moves that mean only if the split asks for it.
+    ``partial_fit`` does not centre.
+    With data read from disk, an evenly spread sample of the training
+    sequences, up to 2**21 time steps, sets the shift.
+
+    **Shrunk predictions.** Where ``fit`` holds out a validation split,
+    each output's predictions are then moved towards the (weighted) mean
+    of all the targets it was given, validation split included:
+    ``mean + share * (prediction - mean)``, with the share between 0 and 1
+    that fits the validation targets best in (``sample_weight``-weighted)
+    least squares. A network that fits the split keeps its predictions
+    (share 1; they are never stretched); one whose deviations from the
+    mean are noise there, or point the wrong way, as an early-stopped
+    network on a small set with little signal can, is pulled towards the
+    mean, or onto it. So on its own validation split a fitted regressor is
+    never worse than predicting the training mean. The share is folded
+    into the output layer, so intervals, model files and ONNX include it;
+    each further network of the cross calibration is shrunk on the
+    sequences it held out.
 
     **Prediction intervals.** :meth:`predict_interval` and
     :meth:`predict_quantiles` are calibrated by split conformal prediction
@@ -124,10 +140,10 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     smallest of those ``n`` ratios. On new data exchangeable with the
     training data, each output's interval then holds its target with
     probability at least ``coverage``, averaged over data sets (the
-    validation sequences also chose the epoch early stopping kept, a choice
-    of one number that leaks very little). Intervals need that split:
-    ``fit`` with ``early_stopping=True`` (or "auto" with 50 sequences or
-    more); the ``n`` validation sequences (steps in
+    validation sequences also chose the epoch early stopping kept and each
+    output's share above, choices of one number that leak very little).
+    Intervals need that split: ``fit`` with ``early_stopping=True`` (or
+    "auto" with 50 sequences or more); the ``n`` validation sequences (steps in
     ``output_mode="sequence"``) give coverages up to ``n / (n + 1)``.
 
     On fewer than 100 validation sequences the split alone calibrates
@@ -409,15 +425,16 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             return sample_weight.astype(np.float32)
         return np.repeat(sample_weight, sequences.lengths).astype(np.float32)
 
-    def _centre(self, net, sequences, targets, weights, train_rows):
+    def _centre(self, net, sequences, targets, weights, train_rows, valid_rows):
         """Shift the predictions so that their weighted mean error on the
-        training rows is zero per output, as a fitted intercept makes it.
+        training rows is zero per output, as a fitted intercept makes it;
+        then, given held-out ``valid_rows``, shrink them towards that mean
+        as far as those rows ask (:meth:`_shrink`).
 
         A network stopped early (often after a few epochs, on small noisy
         sets) or averaged has not settled its output bias, and its
         predictions are off by a constant: on a set with little signal that
-        alone makes it worse than predicting the mean. The validation rows
-        take no part, so that they still calibrate the intervals.
+        alone makes it worse than predicting the mean.
         """
         outputs, truths, row_weights = self._outputs_on_rows(
             net, sequences, targets, weights, train_rows
@@ -428,6 +445,50 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         bias = net.module_.head.bias
         with torch.no_grad():
             bias += torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
+        if valid_rows is not None:
+            self._shrink(net, sequences, targets, weights, valid_rows)
+
+    def _shrink(self, net, sequences, targets, weights, valid_rows):
+        """Move each output's predictions towards the weighted mean of all
+        ``targets`` (what predicting the training mean predicts, in the
+        network's units), keeping the share of their deviation from it that
+        fits the held-out rows best in weighted least squares, between none
+        and all of it.
+
+        On little data early stopping can keep a network whose deviations
+        from the mean are noise, or point the wrong way, on data it has not
+        seen: there the held-out rows pull it to the mean, which no
+        prediction of the form ``mean + share * deviation`` beats on them.
+        Predictions are never stretched, so a network that fits them keeps
+        its own. It is folded into the output layer, so everything that
+        reads the network (intervals, model files, ONNX) sees it.
+        """
+        outputs, truths, row_weights = self._outputs_on_rows(
+            net, sequences, targets, weights, valid_rows
+        )
+        if not len(truths):
+            return
+        everywhere = np.asarray(weights, dtype=np.float64)
+        mean = everywhere @ np.asarray(targets, dtype=np.float64) / everywhere.sum()
+        n_outputs = truths.shape[-1]
+        deviations = outputs[:, :n_outputs].astype(np.float64) - mean
+        misses = np.asarray(truths, dtype=np.float64) - mean
+        row_weights = np.asarray(row_weights, dtype=np.float64)[:, None]
+        spread = (row_weights * deviations**2).sum(axis=0)
+        agreement = (row_weights * deviations * misses).sum(axis=0)
+        share = np.ones(n_outputs)
+        varied = spread > 0
+        share[varied] = np.clip(agreement[varied] / spread[varied], 0.0, 1.0)
+        head = net.module_.head
+        with torch.no_grad():
+            kept = torch.as_tensor(
+                share, dtype=head.weight.dtype, device=head.weight.device
+            )
+            centre = torch.as_tensor(
+                mean, dtype=head.bias.dtype, device=head.bias.device
+            )
+            head.weight.mul_(kept[:, None])
+            head.bias.mul_(kept).add_((1 - kept) * centre)
 
     def _validation_score(self, collected):
         predictions, truths, weights = [], [], []

@@ -141,7 +141,9 @@ def _training_rows(monkeypatch):
 def test_predictions_are_centred_on_the_training_rows(monkeypatch):
     # Stopped after one epoch, the network has not settled its output bias;
     # fit then moves it so that the weighted mean error on the rows it
-    # trained on is zero per output, as a fitted intercept would.
+    # trained on is zero per output, as a fitted intercept would. (The
+    # shrinking that follows, tested below, is left out here.)
+    monkeypatch.setattr(LSTMRegressor, "_shrink", lambda self, *args: None)
     seen = _training_rows(monkeypatch)
     X, y = _data(n_samples=120)
     targets = np.c_[y, 5 - 3 * y]
@@ -158,6 +160,55 @@ def test_predictions_are_centred_on_the_training_rows(monkeypatch):
     valid_rows = np.setdiff1d(np.arange(len(y)), train_rows)
     held_out = (targets[valid_rows] - reg.predict(X[valid_rows])).mean(axis=0)
     assert np.abs(held_out).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "factor, share",
+    [(-1.0, 0.0), (0.0, 0.0), (0.5, 0.5), (1.0, 1.0), (2.5, 1.0)],
+)
+def test_held_out_rows_shrink_each_output_towards_the_mean(factor, share):
+    # Held-out truths that follow the network's deviations from the mean
+    # of all targets by ``factor`` keep that share of them: none where they
+    # point the wrong way or not at all, never more than all. The other
+    # output's truths follow it exactly and keep all of theirs.
+    X, y = _data()
+    reg = LSTMRegressor(**FAST, early_stopping=False).fit(X, np.c_[y, -y])
+    sequences = reg._validated_sequences(X)
+    before = reg._outputs_of(reg.net_, sequences)[:, :2]
+    mean = np.array([0.3, before[:, 1].mean()])
+    held_out = np.arange(20, 50)
+    first = np.empty(80)
+    first[held_out] = mean[0] + factor * (before[held_out, 0] - mean[0])
+    # The other rows bring the mean of all 80 targets to ``mean[0]``.
+    others = np.setdiff1d(np.arange(80), held_out)
+    first[others] = (80 * mean[0] - first[held_out].sum()) / len(others)
+    targets = np.c_[first, before[:, 1]]
+    reg._shrink(reg.net_, sequences, targets, np.ones(80), held_out)
+    after = reg._outputs_of(reg.net_, sequences)[:, :2]
+    expected = mean[0] + share * (before[:, 0] - mean[0])
+    np.testing.assert_allclose(after[:, 0], expected, atol=1e-5)
+    np.testing.assert_allclose(after[:, 1], before[:, 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_never_worse_than_the_training_mean_on_the_held_out_rows(monkeypatch, seed):
+    # Targets that are noise: whatever the network learned from the
+    # sequences, on the rows it held out it ends no worse than predicting
+    # the mean of all the targets it was given.
+    seen = _training_rows(monkeypatch)
+    X, _ = _data(n_samples=100, seed=seed)
+    y = np.random.RandomState(seed + 10).normal(size=100)
+    reg = LSTMRegressor(
+        **dict(FAST, max_epochs=8, random_state=seed),
+        early_stopping=True,
+        calibration="split",
+    ).fit(X, y)
+    train_rows = seen[-1]
+    valid_rows = np.setdiff1d(np.arange(100), train_rows)
+    truths = y[valid_rows]
+    network = np.sum((truths - reg.predict(X[valid_rows])) ** 2)
+    mean = np.sum((truths - y.mean()) ** 2)
+    assert network <= mean * (1 + 1e-5)
 
 
 def test_per_step_predictions_are_centred_over_the_steps():
