@@ -329,9 +329,9 @@ def test_ragged_data_is_held_in_proportion_to_its_steps(monkeypatch):
         hidden_size=4, conv_filters=None, max_epochs=1, output_mode="sequence"
     ).fit(X, y)
     predicted = reg.predict(X)
-    # fit, centring on its training rows, the calibration of intervals on
-    # its validation split, predict
-    assert len(held) == 4
+    # fit, centring on its training rows, shrinking on its validation
+    # split, the calibration of intervals on that split, predict
+    assert len(held) == 5
     for data in held:
         # Per step: the values, a target and a weight; per sequence: a few.
         assert _held_elements(data) <= 4 * n_steps + 4 * len(X)
