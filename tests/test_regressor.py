@@ -211,6 +211,35 @@ def test_never_worse_than_the_training_mean_on_the_held_out_rows(monkeypatch, se
     assert network <= mean * (1 + 1e-5)
 
 
+def test_per_step_predictions_never_worse_than_the_weighted_mean(monkeypatch):
+    # The same per step, with weights: on the held-out sequences' steps,
+    # weighted, no worse than the weighted mean of every step's target.
+    seen = _training_rows(monkeypatch)
+    X, _ = make_ragged_sequences(n_samples=80, min_length=4, max_length=12)
+    rng = np.random.RandomState(3)
+    y = [rng.normal(size=len(x)) for x in X]
+    weights = rng.uniform(0.2, 3.0, size=len(X))
+    reg = LSTMRegressor(
+        **FAST, output_mode="sequence", early_stopping=True, calibration="split"
+    ).fit(X, y, sample_weight=weights)
+    valid_rows = np.setdiff1d(np.arange(len(X)), seen[-1])
+    step_weights = np.concatenate(
+        [np.full(len(x), w) for x, w in zip(X, weights, strict=True)]
+    )
+    mean = step_weights @ np.concatenate(y) / step_weights.sum()
+    predictions = reg.predict([X[row] for row in valid_rows])
+    truths = [y[row] for row in valid_rows]
+    row_weights = weights[valid_rows]
+    network = sum(
+        w * np.sum((t - p) ** 2)
+        for w, t, p in zip(row_weights, truths, predictions, strict=True)
+    )
+    baseline = sum(
+        w * np.sum((t - mean) ** 2) for w, t in zip(row_weights, truths, strict=True)
+    )
+    assert network <= baseline * (1 + 1e-5)
+
+
 def test_per_step_predictions_are_centred_over_the_steps():
     X, _ = make_ragged_sequences(n_samples=60, min_length=4, max_length=12)
     y = [2.0 + np.cumsum(x[:, 0]) for x in X]
