@@ -112,7 +112,8 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     the shrinking below then moves that mean only if the split asks for it.
     ``partial_fit`` does not centre.
     With data read from disk, an evenly spread sample of the training
-    sequences, up to 2**21 time steps, sets the shift.
+    sequences, up to 2**21 time steps, sets the shift (and one of the
+    validation sequences the share below).
 
     **Shrunk predictions.** Where ``fit`` holds out a validation split,
     each output's predictions are then moved towards the (weighted) mean
@@ -428,8 +429,8 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     def _centre(self, net, sequences, targets, weights, train_rows, valid_rows):
         """Shift the predictions so that their weighted mean error on the
         training rows is zero per output, as a fitted intercept makes it;
-        then, given held-out ``valid_rows``, shrink them towards that mean
-        as far as those rows ask (:meth:`_shrink`).
+        then, given held-out ``valid_rows``, shrink them towards the mean of
+        all the targets as far as those rows ask (:meth:`_shrink`).
 
         A network stopped early (often after a few epochs, on small noisy
         sets) or averaged has not settled its output bias, and its
