@@ -82,19 +82,30 @@ _AUTO_MAX_EPOCHS = 300
 # than _AUTO_FLOOR_EPOCHS epochs.
 _AUTO_WORK = 5_000_000
 _AUTO_FLOOR_EPOCHS = 10
-# The share of a default training step's time that is not the recurrent
-# layers' (the convolutions, at full resolution), with one recurrent step per
-# time step: with recurrent_stride=s the budget counts a time step as
-# _CONV_SHARE + (1 - _CONV_SHARE) / s of one. Measured on 2 CPU cores: a
-# time step cost about two thirds as much at stride 3 (1,460 steps) as at
-# stride 1 (427 steps).
-_CONV_SHARE = 0.5
+# The share of a default training step's time spent on every time step
+# whatever recurrent_stride is (preparing the input, the first convolution):
+# with recurrent_stride=s the budget counts a time step as
+# _UNSTRIDED_SHARE + (1 - _UNSTRIDED_SHARE) / s of one. Where the
+# convolutions all read every step (conv_placement="before", or a network
+# built before they followed the stride) they take _FULL_RESOLUTION_SHARE.
+# Measured on 2 CPU cores against a step at stride 1 (427 steps): at stride
+# 3 (1,460 steps) a time step cost about 0.39 of one with the later
+# convolutions on chunk means and about two thirds without.
+_UNSTRIDED_SHARE = 0.1
+_FULL_RESOLUTION_SHARE = 0.5
 
 
-def _epoch_work(train_steps, stride):
+def _epoch_work(train_steps, stride, full_resolution_convs=False):
     """An epoch's work in the units of _AUTO_WORK: its sequence steps, each
     counted as its share of a step read by the recurrent layers one by one."""
-    return train_steps * (_CONV_SHARE + (1 - _CONV_SHARE) / stride)
+    share = _FULL_RESOLUTION_SHARE if full_resolution_convs else _UNSTRIDED_SHARE
+    return train_steps * (share + (1 - share) / stride)
+
+
+def _full_resolution_convs(convolutions, stride, conv_stride):
+    """Whether a network's convolutions read every step while its recurrent
+    layers stride."""
+    return bool(convolutions) and conv_stride < stride
 
 
 # early_stopping="auto" holds out a validation set from this many sequences.
@@ -519,7 +530,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._centre(net, sequences, targets, weights, train_rows, valid_rows)
         folds = []
         if valid_rows is not None and not continuing and not interrupted:
-            epoch = _epoch_work(train_steps, net.module_.recurrent_stride)
+            module = net.module_
+            stride = module.recurrent_stride
+            epoch = _epoch_work(
+                train_steps,
+                stride,
+                _full_resolution_convs(module.convolutions, stride, module.conv_stride),
+            )
             work = (len(net.history) * epoch, net.max_epochs * epoch)
             folds = self._calibration_folds(
                 sequences, (train_rows, valid_rows), seed, work
@@ -930,10 +947,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         # epochs; large ones can afford bigger, faster batches.
         return min(_AUTO_MAX_BATCH, max(_AUTO_MIN_BATCH, n_train // 16))
 
-    def _resolve_max_epochs(self, n_train, train_steps=None, stride=1):
+    def _resolve_max_epochs(
+        self, n_train, train_steps=None, stride=1, full_resolution_convs=False
+    ):
         """``max_epochs``, with "auto" resolved for ``n_train`` sequences of
         ``train_steps`` time steps in all (None: not known, no budget), read
-        by the recurrent layers ``stride`` steps at a time."""
+        by the recurrent layers ``stride`` steps at a time (and by the
+        convolutions one by one if ``full_resolution_convs``)."""
         if self.max_epochs != "auto":
             return self.max_epochs
         # 100 epochs are few steps on a small data set (36 sequences: 300
@@ -951,8 +971,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if train_steps is not None:
             # A fit's time grows with the sequence steps it goes through:
             # large or long data sets get fewer epochs, not hour-long fits.
-            # The recurrent layers' share of a step shrinks with the stride.
-            work = _epoch_work(train_steps, stride)
+            # Most of a step's cost shrinks with the stride.
+            work = _epoch_work(train_steps, stride, full_resolution_convs)
             epochs = min(epochs, max(_AUTO_FLOOR_EPOCHS, int(_AUTO_WORK // work)))
         return epochs
 
@@ -964,6 +984,16 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             return 1
         longest = int(sequences.lengths.max())
         return max(1, math.ceil(longest / _AUTO_RECURRENT_STEPS))
+
+    def _stride_arguments(self, sequences):
+        """The network's ``recurrent_stride`` and ``conv_stride``: parallel
+        convolutions after the first follow the recurrent layers' pace."""
+        stride = self._resolve_recurrent_stride(sequences)
+        parallel = bool(self.conv_filters) and self.conv_placement == "parallel"
+        return {
+            "recurrent_stride": stride,
+            "conv_stride": stride if parallel else 1,
+        }
 
     def _resolve_pooling(self, sequences):
         """``pooling``, with "auto" resolved for the training data."""
@@ -1068,7 +1098,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             conv_filters=tuple(self.conv_filters or ()),
             conv_kernel_sizes=self._conv_kernel_sizes(),
             conv_placement=self.conv_placement,
-            recurrent_stride=self._resolve_recurrent_stride(sequences),
+            **self._stride_arguments(sequences),
             **self._length_arguments(sequences),
             forget_bias=self.forget_bias,
             **self._difference_arguments(sequences, mean, scale),
@@ -1124,7 +1154,14 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             lr=self.lr,
             weight_decay=self.weight_decay,
             max_epochs=self._resolve_max_epochs(
-                n_train, train_steps, module_kwargs.get("recurrent_stride", 1)
+                n_train,
+                train_steps,
+                module_kwargs.get("recurrent_stride", 1),
+                _full_resolution_convs(
+                    module_kwargs.get("conv_filters"),
+                    module_kwargs.get("recurrent_stride", 1),
+                    module_kwargs.get("conv_stride", 1),
+                ),
             ),
             batch_size=self._resolve_batch_size(n_train),
             gradient_clip=self.gradient_clip,

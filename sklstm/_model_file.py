@@ -698,6 +698,16 @@ def _check_network(estimator, fields, module_kwargs):
             f"recurrent_stride is {_show(estimator.recurrent_stride)} (output_mode "
             f"{estimator.output_mode!r})"
         )
+    # 1 in files written before the convolutions followed the stride.
+    conv_stride = arguments["conv_stride"]
+    parallel = bool(arguments["conv_filters"]) and (
+        arguments["conv_placement"] == "parallel"
+    )
+    if not (_is_int(conv_stride) and conv_stride in {1, stride if parallel else 1}):
+        raise _Invalid(
+            f"the network's conv_stride is {_show(conv_stride)}; it must be 1 or, "
+            f"with parallel convolutions, its recurrent_stride ({_show(stride)})"
+        )
     _check_length_arguments(estimator, arguments)
     n_inputs = arguments["n_inputs"]
     dropout = arguments["dropout"]

@@ -60,6 +60,13 @@ class RecurrentNetwork(nn.Module):
         The recurrent layers read this many consecutive steps at once, side
         by side as one wider step (the last one zero-padded), and so step
         through that many times fewer steps. 1 in "sequence" mode.
+    conv_stride : int
+        The convolutions after the first read the means of this many
+        consecutive steps of the first one's output (each sequence's last
+        chunk averaged over its valid steps only), so their reach along the
+        series and their cost follow the recurrent layers' pace while the
+        first convolution reads every step. 1: every layer reads every
+        step. Only with ``conv_placement="parallel"`` and ``"last"`` mode.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
     differences : int
@@ -111,9 +118,10 @@ class RecurrentNetwork(nn.Module):
         from torch's global generator, as torch's own modules would.
     """
 
-    # A class default, so that networks pickled before differences existed
-    # still load and predict.
+    # Class defaults, so that networks pickled before these existed still
+    # load and predict as they did.
     differences = 0
+    conv_stride = 1
 
     def __init__(
         self,
@@ -131,6 +139,7 @@ class RecurrentNetwork(nn.Module):
         conv_kernel_sizes=(),
         conv_placement="parallel",
         recurrent_stride=1,
+        conv_stride=1,
         forget_bias=1.0,
         differences=0,
         difference_scale=None,
@@ -222,6 +231,13 @@ class RecurrentNetwork(nn.Module):
         parallel = bool(conv_filters) and conv_placement == "parallel"
         self.conv_max = bool(conv_max) and parallel
         conv_outputs = (2 if self.conv_max else 1) * channels if parallel else 0
+
+        if conv_stride > 1 and not (parallel and output_mode == "last"):
+            raise ValueError(
+                "conv_stride > 1 needs parallel convolutions and one output "
+                "per sequence."
+            )
+        self.conv_stride = conv_stride
 
         recurrent = _CELLS[cell]
         self.recurrent_stride = recurrent_stride
@@ -347,12 +363,12 @@ class RecurrentNetwork(nn.Module):
             x = torch.cat([x, extra], dim=-1)
         conv_states = None
         if self.convolutions:
-            conv_states = self._convolve(x, mask)
+            conv_states, conv_lengths, conv_mask = self._convolve(x, lengths, mask)
             if self.conv_placement == "before":
                 x, conv_states = conv_states, None
 
         # The recurrent layers' own view of the batch; the convolutions'
-        # summary below keeps the full-resolution lengths and mask.
+        # summary below keeps the lengths and mask of their own last layer.
         steps_lengths, steps_mask = lengths, mask
         if self.recurrent_stride > 1:
             x, steps_lengths, steps_mask = _side_by_side(
@@ -381,14 +397,14 @@ class RecurrentNetwork(nn.Module):
             return self._output(states)
         features = self._pool(states, steps_lengths, steps_mask)
         if conv_states is not None:
-            conv_summary = _masked_mean(conv_states, lengths, mask)
+            conv_summary = _masked_mean(conv_states, conv_lengths, conv_mask)
             if self.conv_max:
                 # A mean over the valid steps dilutes a short pattern by the
                 # sequence's length; the maximum finds it at any length.
                 peaks = conv_states
-                if mask is not None:
+                if conv_mask is not None:
                     # After a ReLU every value is >= 0: padding at -1 never wins.
-                    peaks = conv_states.masked_fill(~mask[..., None], -1.0)
+                    peaks = conv_states.masked_fill(~conv_mask[..., None], -1.0)
                 conv_summary = torch.cat([conv_summary, peaks.amax(dim=1)], dim=-1)
             features = torch.cat([features, conv_summary], dim=-1)
         if sequence_features is not None:
@@ -469,17 +485,29 @@ class RecurrentNetwork(nn.Module):
             x = functional_call(first if depth == 0 else later, weights, (x,))[0]
         return x
 
-    def _convolve(self, x, mask):
-        """Convolution, batch norm and ReLU per layer; padding stays zero."""
+    def _convolve(self, x, lengths, mask):
+        """Convolution, batch norm and ReLU per layer; padding stays zero.
+
+        Returns the last layer's output (batch, time, channels) and the
+        lengths and mask it is valid at: ``conv_stride`` times fewer steps
+        than ``x`` when the first layer's output is averaged in chunks.
+        """
         x = x.transpose(1, 2)
-        channel_mask = None if mask is None else mask[:, None, :].to(x.dtype)
-        for convolution, norm in zip(self.convolutions, self.conv_norms, strict=True):
+        for depth, (convolution, norm) in enumerate(
+            zip(self.convolutions, self.conv_norms, strict=True)
+        ):
             x = torch.relu(norm(convolution(x), mask))
-            if channel_mask is not None:
+            if mask is not None:
                 # Zero the padding so the next convolution sees what it would
                 # see at the end of a lone sequence: its own zero padding.
-                x = x * channel_mask
-        return x.transpose(1, 2)
+                x = x * mask[:, None, :].to(x.dtype)
+            if depth == 0 and self.conv_stride > 1:
+                # On long series the later, wider layers cost most of a
+                # training step and reach only a few steps each; on chunk
+                # means they cost conv_stride times less and reach as far
+                # along the series as the recurrent layers' strided steps.
+                x, lengths, mask = _chunk_means(x, lengths, mask, self.conv_stride)
+        return x.transpose(1, 2), lengths, mask
 
     def _bidirectional(self, x, lengths, equal_lengths):
         if equal_lengths:
@@ -651,12 +679,39 @@ def _side_by_side(x, lengths, mask, stride):
     # arithmetic on the length: an exported graph keeps a dynamic time axis.
     x = nn.functional.pad(x, (0, 0, 0, stride - 1)).unfold(1, stride, stride)
     x = x.transpose(2, 3).reshape(batch, -1, stride * width)
+    return (x, *_strided(lengths, mask, stride, x.shape[1], x.device))
+
+
+def _chunk_means(x, lengths, mask, stride):
+    """The mean of every ``stride`` consecutive steps of ``x`` (batch,
+    channels, time) over the valid ones among them.
+
+    Chunks start at each sequence's first step, as in _side_by_side, and
+    padding is zero and not counted, so a sequence's means are the same
+    alone or in a batch. Returns the means and their ``lengths`` and
+    ``mask`` (None stays None).
+    """
+
+    def chunk_sums(values):
+        # As in _side_by_side: room for the last, partial chunk without
+        # arithmetic on the length, which an exported graph keeps dynamic.
+        padded = nn.functional.pad(values, (0, stride - 1))
+        return padded.unfold(2, stride, stride).sum(dim=-1)
+
+    counted = torch.ones_like(x[:1, :1]) if mask is None else mask[:, None, :]
+    counts = chunk_sums(counted.to(x.dtype)).clamp_min(1.0)
+    x = chunk_sums(x) / counts
+    return (x, *_strided(lengths, mask, stride, x.shape[2], x.device))
+
+
+def _strided(lengths, mask, stride, n_chunks, device):
+    """Lengths and mask in chunks of ``stride`` steps (the last one partial)."""
     if lengths is not None:
         lengths = torch.div(lengths + (stride - 1), stride, rounding_mode="floor")
     if mask is None:
-        return x, lengths, None
-    steps = torch.arange(x.shape[1], device=x.device)
-    return x, lengths, steps[None, :] < lengths.to(x.device)[:, None]
+        return lengths, None
+    steps = torch.arange(n_chunks, device=device)
+    return lengths, steps[None, :] < lengths.to(device)[:, None]
 
 
 def _centred_changes(x, lengths, mask, half_span):

@@ -89,27 +89,45 @@ def test_auto_max_epochs_trains_long_sequences_longer_within_a_budget(
 
 
 @pytest.mark.parametrize(
-    "stride, expected",
+    "stride, full_resolution_convs, expected",
     [
-        (1, 34),  # 5,000,000 / 146,000 sequence steps per epoch
-        (3, 51),  # each step counts 1/2 + 1/2 / 3 of one: 97,333 per epoch
-        (4, 54),  # 1/2 + 1/2 / 4: 91,250 per epoch
+        (1, False, 34),  # 5,000,000 / 146,000 sequence steps per epoch
+        (3, False, 85),  # each step counts 0.1 + 0.9 / 3 of one: 58,400
+        (4, False, 105),  # 0.1 + 0.9 / 4: 47,450 per epoch
+        (3, True, 51),  # convolutions on every step: 1/2 + 1/2 / 3
+        (4, True, 54),  # 1/2 + 1/2 / 4: 91,250 per epoch
     ],
 )
-def test_the_budget_counts_strided_recurrent_steps_for_less(stride, expected):
-    # 100 sequences of 1,460 steps: the recurrent layers step through a
-    # third of them at stride 3, the convolutions through all.
-    assert LSTMClassifier()._resolve_max_epochs(100, 146_000, stride) == expected
+def test_the_budget_counts_strided_steps_for_less(
+    stride, full_resolution_convs, expected
+):
+    # 100 sequences of 1,460 steps: at stride 3 the recurrent layers and the
+    # later convolutions step through a third of them, the first
+    # convolution through all.
+    epochs = LSTMClassifier()._resolve_max_epochs(
+        100, 146_000, stride, full_resolution_convs
+    )
+    assert epochs == expected
 
 
-def test_fit_budgets_with_the_stride_it_chose(monkeypatch):
-    # 20 sequences of 1,200 steps: recurrent_stride="auto" reads 3 at a
-    # time, so an epoch counts 24,000 x (1/2 + 1/6) = 16,000 steps.
+@pytest.mark.parametrize(
+    "placement, expected",
+    [
+        # An epoch counts 24,000 x (0.1 + 0.9 / 3) = 9,600 steps.
+        ("parallel", 5),
+        # The convolutions read every step: 24,000 x (1/2 + 1/6) = 16,000.
+        ("before", 3),
+    ],
+)
+def test_fit_budgets_with_the_stride_it_chose(monkeypatch, placement, expected):
+    # 20 sequences of 1,200 steps: recurrent_stride="auto" reads 3 at a time.
     monkeypatch.setattr(sklstm._base, "_AUTO_WORK", 48_000)
     monkeypatch.setattr(sklstm._base, "_AUTO_FLOOR_EPOCHS", 1)
     rng = np.random.RandomState(0)
     X = rng.normal(size=(20, 1200, 1)).astype(np.float32)
     y = np.arange(20) % 2
-    clf = LSTMClassifier(hidden_size=4, conv_filters=(4,), random_state=0).fit(X, y)
+    clf = LSTMClassifier(
+        hidden_size=4, conv_filters=(4,), conv_placement=placement, random_state=0
+    ).fit(X, y)
     assert clf.net_.module_.recurrent_stride == 3
-    assert clf.n_iter_ == 3  # 2 if every step counted in full
+    assert clf.n_iter_ == expected  # 2 if every step counted in full

@@ -60,6 +60,8 @@ CLASSIFIERS = {
     "float64": dict(precision="64"),
     # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4.
     "stride-bidirectional": dict(recurrent_stride=4, bidirectional=True),
+    # The second convolution reads chunk means of 3 steps, the last partial.
+    "stride-two-convs": dict(recurrent_stride=3, conv_filters=(8, 8)),
     # Length 1 repeats its only step on both sides.
     "differences-conv": dict(differences=2, conv_filters=(8,)),
 }

@@ -67,6 +67,16 @@ def differences_file(data):
 
 
 @pytest.fixture(scope="module")
+def strided_file(data):
+    """A classifier whose later convolutions read chunk means of 2 steps."""
+    X, y = data
+    file = io.BytesIO()
+    settings = dict(SMALL, conv_filters=(4, 4), conv_kernel_size=3)
+    LSTMClassifier(recurrent_stride=2, **settings).fit(X, y).save(file)
+    return file.getvalue()
+
+
+@pytest.fixture(scope="module")
 def calibrated_file(data):
     """A regressor with a scale head and the calibration of its intervals."""
     X, _ = data
@@ -804,6 +814,17 @@ MISMATCHES = {
             m["module_kwargs"].update(differences=0, difference_scale=[1.0]),
         ),
     ),
+    # The convolutions would read chunks of another size, or read chunks
+    # where the network has nothing to stride.
+    "conv_stride on a network that does not stride": (
+        "classifier",
+        _module(conv_stride=2),
+    ),
+    "conv_stride other than the recurrent stride": (
+        "strided",
+        _module(conv_stride=3),
+    ),
+    "conv_stride given as True": ("strided", _module(conv_stride=True)),
     "categories of another size": (
         "categorical",
         _module(categorical_sizes={"__tuple__": [40]}),
@@ -821,6 +842,18 @@ def test_metadata_describing_another_network(request, data, tmp_path, case):
     raw = request.getfixturevalue(f"{which}_file")
     path = _archive(tmp_path / "other.sklstm", _edited(raw, edit))
     _load_or_refuse(path, data[0], "")
+
+
+def test_a_file_from_before_the_convolutions_followed_the_stride(
+    strided_file, data, tmp_path
+):
+    # Such files have no conv_stride: their convolutions read every step.
+    edited = _edited(strided_file, lambda m: m["module_kwargs"].pop("conv_stride"))
+    path = _archive(tmp_path / "older.sklstm", edited)
+    _load_or_refuse(path, data[0])
+    assert sklstm.load(path).net_.module_.conv_stride == 1
+    current = sklstm.load(io.BytesIO(strided_file))
+    assert current.net_.module_.conv_stride == 2
 
 
 def test_consistent_sequence_relabelling_loads_or_is_refused(

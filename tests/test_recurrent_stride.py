@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import sklstm
 from sklstm import LSTMClassifier, LSTMRegressor
@@ -79,3 +80,71 @@ def test_save_and_load_keep_the_stride(tmp_path):
     loaded = sklstm.load(tmp_path / "model.sklstm")
     assert _stride(loaded) == 2
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+def test_chunk_means_average_each_sequences_own_steps():
+    from sklstm._network import _chunk_means
+
+    rng = np.random.RandomState(0)
+    lengths = np.array([7, 3, 1, 9])
+    x = rng.normal(size=(4, 2, 9)).astype(np.float32)
+    mask = np.arange(9)[None, :] < lengths[:, None]
+    x = x * mask[:, None, :]  # padding is zero, as the network keeps it
+    means, new_lengths, new_mask = _chunk_means(
+        torch.as_tensor(x), torch.as_tensor(lengths), torch.as_tensor(mask), 3
+    )
+    np.testing.assert_array_equal(new_lengths.numpy(), [3, 1, 1, 3])
+    np.testing.assert_array_equal(new_mask.numpy(), np.arange(3) < [[3], [1], [1], [3]])
+    for row, length in enumerate(lengths):
+        steps = x[row, :, :length]
+        for chunk in range(-(-length // 3)):
+            expected = steps[:, 3 * chunk : 3 * chunk + 3].mean(axis=1)
+            np.testing.assert_allclose(
+                means[row, :, chunk].numpy(), expected, rtol=1e-6
+            )
+        assert not means[row, :, -(-length // 3) :].any()
+    # Without a mask every row is full: the last chunk holds 9 - 6 = 3 steps,
+    # and of 8 steps the last chunk's 2 are averaged on their own.
+    full, _, none = _chunk_means(torch.as_tensor(x[:, :, :8]), None, None, 3)
+    assert none is None
+    np.testing.assert_allclose(
+        full[..., 2].numpy(), x[:, :, 6:8].mean(axis=2), rtol=1e-6
+    )
+
+
+def _second_convolution_input_length(estimator, X):
+    seen = []
+    second = estimator.net_.module_.convolutions[1]
+    handle = second.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].shape[-1])
+    )
+    try:
+        estimator.predict(X)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("placement", "conv_stride", "steps"), [("parallel", 3, 4), ("before", 1, 12)]
+)
+def test_parallel_convolutions_after_the_first_follow_the_stride(
+    placement, conv_stride, steps
+):
+    X = np.random.RandomState(0).normal(size=(6, 12, 2))
+    clf = LSTMClassifier(
+        **TINY, recurrent_stride=3, conv_filters=(4, 4), conv_placement=placement
+    ).fit(X, np.arange(6) % 2)
+    assert clf.net_.module_.conv_stride == conv_stride
+    assert _second_convolution_input_length(clf, X) == steps
+
+
+def test_a_network_pickled_before_conv_stride_keeps_every_step():
+    X = np.random.RandomState(0).normal(size=(6, 12, 2))
+    clf = LSTMClassifier(**TINY, recurrent_stride=3, conv_filters=(4, 4))
+    clf.fit(X, np.arange(6) % 2)
+    # Unpickled from a version without it, a network has no such attribute.
+    del vars(clf.net_.module_)["conv_stride"]
+    assert clf.net_.module_.conv_stride == 1
+    assert _second_convolution_input_length(clf, X) == 12
+    assert np.isfinite(clf.predict_proba(X)).all()
