@@ -40,6 +40,9 @@ EXTRA = {
     "OSULeaf": ("classification", 0.93),
     "PickupGestureWiimoteZ": ("classification", 0.80),
     "CardanoSentiment": ("regression", 0.30),
+    # A long series (1,460 steps) without a target: how the defaults do past
+    # 500 steps, where the network reads several steps at a time.
+    "ACSF1": ("classification", None),
 }
 
 

@@ -69,9 +69,16 @@ recurrent_stride : int or "auto"
     The recurrent layers read the sequence this many steps at a time: each
     of their steps takes that many consecutive time steps side by side (the
     last one zero-padded), so they step through that many times fewer
-    steps, while the convolutions keep every step. Long sequences train
-    faster: past a few hundred steps, stepping through them one by one is
-    most of a fit's time on a CPU. "auto": the smallest stride that leaves
+    steps. Parallel convolutions (``conv_placement="parallel"``) follow the
+    same pace after their first layer, which reads every step: the later
+    ones read the means of that many consecutive steps of its output, so
+    they reach that many times further along the series at a fraction of
+    the cost. Long sequences train faster: past a few hundred steps,
+    stepping through them one by one is most of a fit's time on a CPU, and
+    the epochs this saves go back into training (``max_epochs``). On the
+    benchmark's long series (1,004 to 1,460 steps, read 3 at a time) the
+    strided convolutions raised accuracy by 0.06 to 0.11 at the same work
+    budget (``benchmarks/RESULTS.md``). "auto": the smallest stride that leaves
     the longest training sequence at most 500 recurrent steps (so 1 up to
     500 steps: on shorter series a stride cost accuracy, see
     ``benchmarks/RESULTS.md``), and 1 for ``output_mode="sequence"``, which
@@ -159,7 +166,9 @@ max_epochs : int or "auto"
     over 100 steps, in proportion); then at most as many epochs as keep the
     fit within 5,000,000 sequence steps in all (epochs x the training
     sequences' time steps; with ``recurrent_stride`` s, a time step counts
-    (1 + 1/s) / 2, as the recurrent layers step through 1/s of them), but
+    0.1 + 0.9/s, as the recurrent layers and all but the first convolution
+    step through 1/s of them, or (1 + 1/s) / 2 with
+    ``conv_placement="before"``, whose convolutions read every step), but
     at least 10. For short sequences and the
     "auto" batch size this gives 300 epochs for up to 16 training
     sequences, 250 for 17 to 32, 167 for 33 to 48, 125 for 49 to 64 and 100
