@@ -75,14 +75,15 @@ recurrent_stride : int or "auto"
     they reach that many times further along the series at a fraction of
     the cost. Long sequences train faster: past a few hundred steps,
     stepping through them one by one is most of a fit's time on a CPU, and
-    the epochs this saves go back into training (``max_epochs``). On the
-    benchmark's long series (1,004 to 1,460 steps, read 3 at a time) the
-    strided convolutions raised accuracy by 0.06 to 0.11 at the same work
-    budget (``benchmarks/RESULTS.md``). "auto": the smallest stride that leaves
-    the longest training sequence at most 500 recurrent steps (so 1 up to
-    500 steps: on shorter series a stride cost accuracy, see
-    ``benchmarks/RESULTS.md``), and 1 for ``output_mode="sequence"``, which
-    needs one recurrent step per time step.
+    the epochs this saves go back into training (``max_epochs``). On ACSF1
+    (1,460 steps) and two series stretched past 1,000 steps, all read 3
+    steps at a time, the strided convolutions raised accuracy by 0.06 to
+    0.11 within the same budget (``benchmarks/RESULTS.md``). "auto": the
+    smallest stride that leaves the longest training sequence at most 500
+    recurrent steps (so 1 up to 500 steps: on shorter series a stride cost
+    accuracy, see ``benchmarks/RESULTS.md``), and 1 for
+    ``output_mode="sequence"``, which needs one recurrent step per time
+    step.
 forget_bias : float
     Initial bias of the LSTM forget gate (GRU: update gate). A positive
     bias makes the cells keep their memory early in training, which helps
