@@ -58,10 +58,9 @@ CLASSIFIERS = {
     "last-bidirectional": dict(pooling="last", bidirectional=True),
     "sequence-bidirectional": dict(output_mode="sequence", bidirectional=True),
     "float64": dict(precision="64"),
-    # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4.
+    # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4, and
+    # as many chunk means for the default convolutions after the first.
     "stride-bidirectional": dict(recurrent_stride=4, bidirectional=True),
-    # The second convolution reads chunk means of 3 steps, the last partial.
-    "stride-two-convs": dict(recurrent_stride=3, conv_filters=(8, 8)),
     # Length 1 repeats its only step on both sides.
     "differences-conv": dict(differences=2, conv_filters=(8,)),
 }
