@@ -103,8 +103,8 @@ def test_chunk_means_average_each_sequences_own_steps():
                 means[row, :, chunk].numpy(), expected, rtol=1e-6
             )
         assert not means[row, :, -(-length // 3) :].any()
-    # Without a mask every row is full: the last chunk holds 9 - 6 = 3 steps,
-    # and of 8 steps the last chunk's 2 are averaged on their own.
+    # Without a mask every row is full: of 8 steps, the last chunk's 2 are
+    # averaged on their own, not with a padding zero.
     full, _, none = _chunk_means(torch.as_tensor(x[:, :, :8]), None, None, 3)
     assert none is None
     np.testing.assert_allclose(
