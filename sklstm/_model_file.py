@@ -698,15 +698,19 @@ def _check_network(estimator, fields, module_kwargs):
             f"recurrent_stride is {_show(estimator.recurrent_stride)} (output_mode "
             f"{estimator.output_mode!r})"
         )
-    # 1 in files written before the convolutions followed the stride.
+    # 1 in files written before the convolutions read chunks of steps.
     conv_stride = arguments["conv_stride"]
-    parallel = bool(arguments["conv_filters"]) and (
-        arguments["conv_placement"] == "parallel"
+    chunked = (
+        bool(arguments["conv_filters"])
+        and arguments["conv_placement"] == "parallel"
+        and arguments["output_mode"] == "last"
     )
-    if not (_is_int(conv_stride) and conv_stride in {1, stride if parallel else 1}):
+    if not (
+        _is_int(conv_stride) and conv_stride in ({1, 2, stride} if chunked else {1})
+    ):
         raise _Invalid(
             f"the network's conv_stride is {_show(conv_stride)}; it must be 1 or, "
-            f"with parallel convolutions, its recurrent_stride ({_show(stride)})"
+            f"with parallel convolutions, 2 or its recurrent_stride ({_show(stride)})"
         )
     _check_length_arguments(estimator, arguments)
     n_inputs = arguments["n_inputs"]

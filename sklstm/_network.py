@@ -63,10 +63,11 @@ class RecurrentNetwork(nn.Module):
     conv_stride : int
         The convolutions after the first read the means of this many
         consecutive steps of the first one's output (each sequence's last
-        chunk averaged over its valid steps only), so their reach along the
-        series and their cost follow the recurrent layers' pace while the
-        first convolution reads every step. 1: every layer reads every
-        step. Only with ``conv_placement="parallel"`` and ``"last"`` mode.
+        chunk averaged over its valid steps only): they reach this many
+        times further along the series at about this many times less cost,
+        while the first convolution reads every step. 1: every layer reads
+        every step. Only with ``conv_placement="parallel"`` and ``"last"``
+        mode.
     forget_bias : float
         Initial bias of the LSTM forget gate (GRU: update gate).
     differences : int
@@ -504,8 +505,8 @@ class RecurrentNetwork(nn.Module):
             if depth == 0 and self.conv_stride > 1:
                 # On long series the later, wider layers cost most of a
                 # training step and reach only a few steps each; on chunk
-                # means they cost conv_stride times less and reach as far
-                # along the series as the recurrent layers' strided steps.
+                # means they cost conv_stride times less and reach
+                # conv_stride times further.
                 x, lengths, mask = _chunk_means(x, lengths, mask, self.conv_stride)
         return x.transpose(1, 2), lengths, mask
 

@@ -122,7 +122,7 @@ def _second_convolution_input_length(estimator, X):
         estimator.predict(X)
     finally:
         handle.remove()
-    return seen[0]
+    return max(seen)  # batches are grouped by length: the longest
 
 
 @pytest.mark.parametrize(
@@ -148,3 +148,29 @@ def test_a_network_pickled_before_conv_stride_keeps_every_step():
     assert clf.net_.module_.conv_stride == 1
     assert _second_convolution_input_length(clf, X) == 12
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize(
+    ("lengths", "params", "conv_stride"),
+    [
+        ((100, 130), {}, 2),  # every sequence at least 100 steps: pairs
+        ((99, 130), {}, 1),  # one shorter: every step
+        ((1200, 1200), {}, 3),  # the recurrent stride past 500 steps
+        ((40, 1200), {}, 3),
+        ((100, 130), {"conv_placement": "before"}, 1),
+        ((100, 130), {"output_mode": "sequence"}, 1),
+    ],
+)
+def test_later_convolutions_read_pairs_of_steps_on_long_sequences(
+    lengths, params, conv_stride
+):
+    rng = np.random.RandomState(0)
+    X = [rng.normal(size=(lengths[row % 2], 1)) for row in range(6)]
+    if params.get("output_mode") == "sequence":
+        y = [(x[:, 0] > 0).astype(int) for x in X]
+    else:
+        y = np.arange(6) % 2
+    settings = dict(TINY, max_epochs=1, conv_filters=(4, 4))
+    clf = LSTMClassifier(**settings, **params).fit(X, y)
+    assert clf.net_.module_.conv_stride == conv_stride
+    assert _second_convolution_input_length(clf, X) == -(-max(lengths) // conv_stride)
