@@ -25,7 +25,12 @@ from ._device import (
 )
 from ._distributed import agree_on_fit, data_parallel, training_device
 from ._model_file import write_model_file
-from ._network import AUTO_DIFFERENCES, AUTO_POOLING, RecurrentNetwork
+from ._network import (
+    AUTO_DIFFERENCES,
+    AUTO_POOLING,
+    RecurrentNetwork,
+    chunked_convolutions,
+)
 from ._out_of_core import StreamedSequences, is_out_of_core, stream_sequences
 from ._sequences import (
     check_features,
@@ -995,10 +1000,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         stride, or pairs of steps where every sequence is long."""
         stride = self._resolve_recurrent_stride(sequences)
         conv_stride = 1
-        if (
-            self.conv_filters
-            and self.conv_placement == "parallel"
-            and self.output_mode == "last"
+        if chunked_convolutions(
+            self.conv_filters, self.conv_placement, self.output_mode
         ):
             # Kernels of 7, 5 and 3 reach 13 steps; on pairs they reach 23,
             # at about half the cost of the later layers.

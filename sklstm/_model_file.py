@@ -52,7 +52,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._conformal import MAX_STORED_SCORES
 from ._device import resolve_device
-from ._network import AUTO_DIFFERENCES, AUTO_POOLING, RecurrentNetwork
+from ._network import (
+    AUTO_DIFFERENCES,
+    AUTO_POOLING,
+    RecurrentNetwork,
+    chunked_convolutions,
+)
 from ._trainer import restore_net
 from ._version import __version__
 
@@ -700,10 +705,8 @@ def _check_network(estimator, fields, module_kwargs):
         )
     # 1 in files written before the convolutions read chunks of steps.
     conv_stride = arguments["conv_stride"]
-    chunked = (
-        bool(arguments["conv_filters"])
-        and arguments["conv_placement"] == "parallel"
-        and arguments["output_mode"] == "last"
+    chunked = chunked_convolutions(
+        arguments["conv_filters"], arguments["conv_placement"], arguments["output_mode"]
     )
     if not (
         _is_int(conv_stride) and conv_stride in ({1, 2, stride} if chunked else {1})

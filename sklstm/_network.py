@@ -233,7 +233,9 @@ class RecurrentNetwork(nn.Module):
         self.conv_max = bool(conv_max) and parallel
         conv_outputs = (2 if self.conv_max else 1) * channels if parallel else 0
 
-        if conv_stride > 1 and not (parallel and output_mode == "last"):
+        if conv_stride > 1 and not chunked_convolutions(
+            conv_filters, conv_placement, output_mode
+        ):
             raise ValueError(
                 "conv_stride > 1 needs parallel convolutions and one output "
                 "per sequence."
@@ -494,20 +496,22 @@ class RecurrentNetwork(nn.Module):
         than ``x`` when the first layer's output is averaged in chunks.
         """
         x = x.transpose(1, 2)
+        channel_mask = None if mask is None else mask[:, None, :].to(x.dtype)
         for depth, (convolution, norm) in enumerate(
             zip(self.convolutions, self.conv_norms, strict=True)
         ):
             x = torch.relu(norm(convolution(x), mask))
-            if mask is not None:
+            if channel_mask is not None:
                 # Zero the padding so the next convolution sees what it would
                 # see at the end of a lone sequence: its own zero padding.
-                x = x * mask[:, None, :].to(x.dtype)
+                x = x * channel_mask
             if depth == 0 and self.conv_stride > 1:
                 # On long series the later, wider layers cost most of a
                 # training step and reach only a few steps each; on chunk
                 # means they cost conv_stride times less and reach
                 # conv_stride times further.
                 x, lengths, mask = _chunk_means(x, lengths, mask, self.conv_stride)
+                channel_mask = None if mask is None else mask[:, None, :].to(x.dtype)
         return x.transpose(1, 2), lengths, mask
 
     def _bidirectional(self, x, lengths, equal_lengths):
@@ -664,6 +668,12 @@ class GeneratorDropout(nn.Module):
         # Inverted dropout, as nn.Dropout: kept values are scaled by 1/keep
         # so that evaluation needs no rescaling.
         return values * mask.div_(keep)
+
+
+def chunked_convolutions(conv_filters, conv_placement, output_mode):
+    """Whether a network's convolutions after the first may read chunk means
+    (``conv_stride`` > 1): parallel ones, with one output per sequence."""
+    return bool(conv_filters) and conv_placement == "parallel" and output_mode == "last"
 
 
 def _side_by_side(x, lengths, mask, stride):
