@@ -49,18 +49,21 @@ def _unseen_inputs():
             yield rng.normal(size=(batch, length, N_FEATURES)).astype(np.float32)
 
 
+# Each export takes seconds, so each case combines features that take
+# separate paths through the graph; every feature is in one case at least.
 CLASSIFIERS = {
     "mean-gru-bidirectional": dict(pooling="mean", cell="gru", bidirectional=True),
-    "max-conv": dict(pooling="max", conv_filters=(8,)),
+    "max-conv-float64": dict(pooling="max", conv_filters=(8,), precision="64"),
     "attention-gru-conv-2layers": dict(
         pooling="attention", cell="gru", conv_filters=(8,), num_layers=2
     ),
-    "last-bidirectional": dict(pooling="last", bidirectional=True),
     "sequence-bidirectional": dict(output_mode="sequence", bidirectional=True),
-    "float64": dict(precision="64"),
-    # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4, and
-    # as many chunk means for the default convolutions after the first.
-    "stride-bidirectional": dict(recurrent_stride=4, bidirectional=True),
+    # The last step of each direction. Lengths 1, 4 and 19 give one, one and
+    # five recurrent steps of 4, and as many chunk means for the default
+    # convolutions after the first.
+    "last-stride-bidirectional": dict(
+        pooling="last", recurrent_stride=4, bidirectional=True
+    ),
     # Length 1 repeats its only step on both sides.
     "differences-conv": dict(differences=2, conv_filters=(8,)),
 }
@@ -81,12 +84,14 @@ def test_classifier_matches_predict_proba(params, tmp_path):
 
 
 REGRESSORS = {
-    "single-output": dict(n_outputs=1),
-    "two-outputs-gru-max": dict(n_outputs=2, cell="gru", pooling="max"),
+    "single-output-stride-conv": dict(
+        n_outputs=1, recurrent_stride=3, conv_filters=(8,)
+    ),
     "sequence-conv": dict(n_outputs=1, output_mode="sequence", conv_filters=(8,)),
-    "stride-conv": dict(n_outputs=1, recurrent_stride=3, conv_filters=(8,)),
     # The graph returns the predictions, not the scales beside them.
-    "adaptive-two-outputs": dict(n_outputs=2, interval_width="adaptive"),
+    "adaptive-two-outputs-gru-max": dict(
+        n_outputs=2, interval_width="adaptive", cell="gru", pooling="max"
+    ),
     "adaptive-sequence": dict(
         n_outputs=1, output_mode="sequence", interval_width="adaptive"
     ),
