@@ -156,6 +156,10 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
         ],
+        "conv_stride": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "forget_bias": [Interval(Real, None, None, closed="neither")],
         "standardize": ["boolean"],
         "sequence_norm": [None, StrOptions({"append", "replace"})],
@@ -222,6 +226,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         conv_kernel_size,
         conv_placement,
         recurrent_stride,
+        conv_stride,
         forget_bias,
         standardize,
         sequence_norm,
@@ -265,6 +270,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         self.conv_kernel_size = conv_kernel_size
         self.conv_placement = conv_placement
         self.recurrent_stride = recurrent_stride
+        self.conv_stride = conv_stride
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm
@@ -729,6 +735,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "conv_kernel_size": self._conv_kernel_sizes(),
             "conv_placement": self.conv_placement,
             "recurrent_stride": self.recurrent_stride,
+            "conv_stride": self.conv_stride,
             "sequence_norm": self.sequence_norm,
             "differences": self.differences,
             "length_aware": self.length_aware,
@@ -742,12 +749,19 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             "standardize": built.get("feature_mean") is not None,
             "precision": self.net_.precision,
             "recurrent_stride": built.get("recurrent_stride", 1),
+            "conv_stride": built.get("conv_stride", 1),
             "differences": built.get("differences", 0),
             "length_aware": built.get("length_scaling") is not None,
         }
         if self.recurrent_stride == "auto":
             # Resolved from the first fit's data; the network keeps it.
             now["recurrent_stride"] = then["recurrent_stride"]
+        if self.conv_stride == "auto" or not chunked_convolutions(
+            self.conv_filters, self.conv_placement, self.output_mode
+        ):
+            # Resolved as recurrent_stride is; and where the convolutions
+            # read every step, the changes that rebuild them are named above.
+            now["conv_stride"] = then["conv_stride"]
         if self.pooling == "auto" and then["pooling"] in AUTO_POOLING:
             now["pooling"] = then["pooling"]
         if self.differences == "auto":
@@ -788,6 +802,19 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 f"recurrent_stride={self.recurrent_stride!r} needs "
                 "output_mode='last': per-step predictions take one recurrent "
                 "step per time step. Use recurrent_stride=1 or 'auto'."
+            )
+        if self.conv_stride not in ("auto", 1) and not chunked_convolutions(
+            self.conv_filters, self.conv_placement, self.output_mode
+        ):
+            raise ValueError(
+                f"conv_stride={self.conv_stride!r} needs convolutions "
+                "(conv_filters) placed beside the recurrent layers "
+                "(conv_placement='parallel') and output_mode='last': only "
+                "there do the convolutions after the first read chunks of "
+                f"steps (now conv_filters={self.conv_filters!r}, "
+                f"conv_placement={self.conv_placement!r}, "
+                f"output_mode={self.output_mode!r}). Use conv_stride='auto' "
+                "or 1."
             )
         if self.output_mode == "sequence" and self.time_warp:
             raise ValueError(
@@ -996,13 +1023,17 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
 
     def _stride_arguments(self, sequences):
         """The network's ``recurrent_stride`` and ``conv_stride``: parallel
-        convolutions after the first read chunks of the recurrent layers'
-        stride, or pairs of steps where every sequence is long."""
+        convolutions after the first read chunks of ``conv_stride`` steps,
+        "auto" those of the recurrent layers' stride, or pairs of steps
+        where every sequence is long."""
         stride = self._resolve_recurrent_stride(sequences)
         conv_stride = 1
-        if chunked_convolutions(
+        chunked = chunked_convolutions(
             self.conv_filters, self.conv_placement, self.output_mode
-        ):
+        )
+        if chunked and self.conv_stride != "auto":
+            conv_stride = self.conv_stride
+        elif chunked:
             # Kernels of 7, 5 and 3 reach 13 steps; on pairs they reach 23,
             # at about half the cost of the later layers.
             long = int(sequences.lengths.min()) >= _CONV_PAIRS_MIN_STEPS

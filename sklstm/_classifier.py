@@ -50,6 +50,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
     {conv_kernel_size}
     {conv_placement}
     {recurrent_stride}
+    {conv_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -148,6 +149,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
         conv_kernel_size="auto",
         conv_placement="parallel",
         recurrent_stride="auto",
+        conv_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
@@ -193,6 +195,7 @@ class LSTMClassifier(ClassifierMixin, BaseLSTM):
             conv_kernel_size=conv_kernel_size,
             conv_placement=conv_placement,
             recurrent_stride=recurrent_stride,
+            conv_stride=conv_stride,
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,

@@ -57,11 +57,11 @@ conv_filters : tuple of int or None
     ``conv_placement="parallel"`` and ``output_mode="last"``, the layers
     after the first read the means of pairs of steps of the first layer's
     output when every training sequence has at least 100 steps (of
-    ``recurrent_stride`` steps where that is more): they reach twice as far
-    along the series at about half the cost. On GunPoint, ArrowHead and
-    OSULeaf (150 to 427 steps) that raised accuracy from 0.993, 0.844 and
-    0.956 to 0.998, 0.874 and 0.981 with fits a third shorter
-    (``benchmarks/RESULTS.md``).
+    ``recurrent_stride`` steps where that is more; see ``conv_stride``):
+    they reach twice as far along the series at about half the cost. On
+    GunPoint, ArrowHead and OSULeaf (150 to 427 steps) that raised accuracy
+    from 0.993, 0.844 and 0.956 to 0.998, 0.874 and 0.981 with fits a third
+    shorter (``benchmarks/RESULTS.md``).
 conv_kernel_size : int, tuple of int or "auto"
     Odd width of the convolutions, so that each output stays aligned with
     its time step: one for all layers, or one per layer. "auto": wide to
@@ -76,22 +76,32 @@ conv_placement : {"parallel", "before"}
 recurrent_stride : int or "auto"
     The recurrent layers read the sequence this many steps at a time: each
     of their steps takes that many consecutive time steps side by side (the
-    last one zero-padded), so they step through that many times fewer
-    steps. Parallel convolutions (``conv_placement="parallel"``) follow the
-    same pace after their first layer, which reads every step: the later
-    ones read the means of that many consecutive steps of its output, so
-    they reach that many times further along the series at a fraction of
-    the cost. Long sequences train faster: past a few hundred steps,
-    stepping through them one by one is most of a fit's time on a CPU, and
-    the epochs this saves go back into training (``max_epochs``). On ACSF1
-    (1,460 steps) and two series stretched past 1,000 steps, all read 3
-    steps at a time, the strided convolutions raised accuracy by 0.06 to
-    0.11 within the same budget (``benchmarks/RESULTS.md``). "auto": the
+    last one zero-padded), so they step through that many times fewer steps.
+    Parallel convolutions (``conv_placement="parallel"``) follow the same
+    pace after their first layer (``conv_stride="auto"``), which reads every
+    step: the later ones read the means of that many consecutive steps of
+    its output, so they reach that many times further along the series at a
+    fraction of the cost. Long sequences train faster: past a few hundred
+    steps, stepping through them one by one is most of a fit's time on a
+    CPU, and the epochs this saves go back into training (``max_epochs``).
+    On ACSF1 (1,460 steps) and two series stretched past 1,000 steps, all
+    read 3 steps at a time, the strided convolutions raised accuracy by 0.06
+    to 0.11 within the same budget (``benchmarks/RESULTS.md``). "auto": the
     smallest stride that leaves the longest training sequence at most 500
     recurrent steps (so 1 up to 500 steps: on shorter series a stride cost
     accuracy, see ``benchmarks/RESULTS.md``), and 1 for
     ``output_mode="sequence"``, which needs one recurrent step per time
     step.
+conv_stride : int or "auto"
+    With parallel convolutions (``conv_placement="parallel"``) and
+    ``output_mode="last"``, the convolutions after the first read the means
+    of this many consecutive steps of the first one's output (which reads
+    every step), so they reach this many times further along the series at
+    a fraction of the cost; 1: every step, at full resolution. "auto":
+    ``recurrent_stride``'s steps, or pairs where the recurrent layers read
+    one step at a time and every training sequence has at least 100 steps
+    (see ``conv_filters``). Ignored with "auto" or 1 where the convolutions
+    read every step anyway; any other value there is an error.
 forget_bias : float
     Initial bias of the LSTM forget gate (GRU: update gate). A positive
     bias makes the cells keep their memory early in training, which helps

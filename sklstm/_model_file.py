@@ -708,12 +708,19 @@ def _check_network(estimator, fields, module_kwargs):
     chunked = chunked_convolutions(
         arguments["conv_filters"], arguments["conv_placement"], arguments["output_mode"]
     )
-    if not (
-        _is_int(conv_stride) and conv_stride in ({1, 2, stride} if chunked else {1})
-    ):
+    wanted = estimator.conv_stride
+    if not chunked:
+        allowed = {1}
+    elif wanted == "auto":
+        allowed = {1, 2, stride}
+    else:
+        allowed = {wanted}
+    if not (_is_int(conv_stride) and conv_stride in allowed):
         raise _Invalid(
-            f"the network's conv_stride is {_show(conv_stride)}; it must be 1 or, "
-            f"with parallel convolutions, 2 or its recurrent_stride ({_show(stride)})"
+            f"the network's conv_stride is {_show(conv_stride)} but the parameter "
+            f"conv_stride is {_show(wanted)}: it must be the parameter's value "
+            "with parallel convolutions ('auto': 1, 2 or the network's "
+            f"recurrent_stride, {_show(stride)}) and 1 otherwise"
         )
     _check_length_arguments(estimator, arguments)
     n_inputs = arguments["n_inputs"]

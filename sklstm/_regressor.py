@@ -37,6 +37,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
     {conv_kernel_size}
     {conv_placement}
     {recurrent_stride}
+    {conv_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -219,6 +220,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
         conv_kernel_size="auto",
         conv_placement="parallel",
         recurrent_stride="auto",
+        conv_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm="append",
@@ -265,6 +267,7 @@ class LSTMRegressor(RegressorMixin, IntervalsMixin, BaseLSTM):
             conv_kernel_size=conv_kernel_size,
             conv_placement=conv_placement,
             recurrent_stride=recurrent_stride,
+            conv_stride=conv_stride,
             forget_bias=forget_bias,
             standardize=standardize,
             sequence_norm=sequence_norm,

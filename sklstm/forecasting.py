@@ -230,6 +230,7 @@ class LSTMForecaster(BaseEstimator):
     {conv_kernel_size}
     {conv_placement}
     {recurrent_stride}
+    {conv_stride}
     {forget_bias}
     {standardize}
     {sequence_norm}
@@ -390,6 +391,7 @@ class LSTMForecaster(BaseEstimator):
         conv_kernel_size=5,
         conv_placement="parallel",
         recurrent_stride="auto",
+        conv_stride="auto",
         forget_bias=1.0,
         standardize=True,
         sequence_norm=None,
@@ -432,6 +434,7 @@ class LSTMForecaster(BaseEstimator):
         self.conv_kernel_size = conv_kernel_size
         self.conv_placement = conv_placement
         self.recurrent_stride = recurrent_stride
+        self.conv_stride = conv_stride
         self.forget_bias = forget_bias
         self.standardize = standardize
         self.sequence_norm = sequence_norm

@@ -825,6 +825,10 @@ MISMATCHES = {
         _module(conv_stride=3),
     ),
     "conv_stride given as True": ("strided", _module(conv_stride=True)),
+    "conv_stride other than the parameter's": (
+        "strided",
+        lambda metadata: metadata["params"].update(conv_stride=1),
+    ),
     "categories of another size": (
         "categorical",
         _module(categorical_sizes={"__tuple__": [40]}),

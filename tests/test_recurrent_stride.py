@@ -159,6 +159,12 @@ def test_a_network_pickled_before_conv_stride_keeps_every_step():
         ((40, 1200), {}, 3),
         ((100, 130), {"conv_placement": "before"}, 1),
         ((100, 130), {"output_mode": "sequence"}, 1),
+        # The parameter overrides the rule either way.
+        ((100, 130), {"conv_stride": 1}, 1),
+        ((1200, 1200), {"conv_stride": 1}, 1),
+        ((40, 60), {"conv_stride": 4}, 4),
+        ((1200, 1200), {"conv_stride": 5}, 5),
+        ((100, 130), {"conv_stride": 1, "conv_placement": "before"}, 1),
     ],
 )
 def test_later_convolutions_read_pairs_of_steps_on_long_sequences(
@@ -174,3 +180,46 @@ def test_later_convolutions_read_pairs_of_steps_on_long_sequences(
     clf = LSTMClassifier(**settings, **params).fit(X, y)
     assert clf.net_.module_.conv_stride == conv_stride
     assert _second_convolution_input_length(clf, X) == -(-max(lengths) // conv_stride)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"conv_placement": "before"},
+        {"output_mode": "sequence"},
+        {"conv_filters": None},
+    ],
+)
+def test_a_conv_stride_the_convolutions_cannot_take_is_refused(params):
+    X = np.random.RandomState(0).normal(size=(6, 12, 2))
+    y = np.arange(6) % 2
+    if params.get("output_mode") == "sequence":
+        y = (X[:, :, 0] > 0).astype(int)
+    clf = LSTMClassifier(**TINY, conv_stride=2, **params)
+    with pytest.raises(ValueError, match="conv_stride=2 needs convolutions"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "net_")
+
+
+def test_warm_start_rebuilds_on_a_new_conv_stride():
+    X = np.random.RandomState(0).normal(size=(6, 120, 1))
+    y = np.arange(6) % 2
+    clf = LSTMClassifier(**TINY, conv_filters=(4, 4), warm_start=True).fit(X, y)
+    assert clf.net_.module_.conv_stride == 2
+    clf.set_params(conv_stride=2)  # what "auto" chose: it continues
+    clf.fit(X, y)
+    assert clf.n_iter_ == 4
+    clf.set_params(conv_stride=1)
+    with pytest.warns(UserWarning, match=r"conv_stride \(2 -> 1\)"):
+        clf.fit(X, y)
+    assert clf.net_.module_.conv_stride == 1 and clf.n_iter_ == 2
+
+
+def test_save_and_load_keep_an_explicit_conv_stride(tmp_path):
+    X = np.random.RandomState(0).normal(size=(6, 120, 1))
+    clf = LSTMRegressor(**TINY, conv_filters=(4, 4), conv_stride=1)
+    clf.fit(X, X[:, -1, 0])
+    clf.save(tmp_path / "model.sklstm")
+    loaded = sklstm.load(tmp_path / "model.sklstm")
+    assert loaded.conv_stride == 1 and loaded.net_.module_.conv_stride == 1
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
