@@ -124,8 +124,9 @@ _AUTO_RECURRENT_STEPS = 500
 # least this many steps, and recurrent_stride's chunks when it is larger.
 _CONV_PAIRS_MIN_STEPS = 100
 # differences="auto": univariate series of equal length get differences
-# (AUTO_DIFFERENCES) from this many steps, up to where recurrent_stride="auto"
-# starts reading several steps at once.
+# (AUTO_DIFFERENCES) from this many steps (the classifier's; the regressor
+# sets its own), up to where recurrent_stride="auto" starts reading several
+# steps at once.
 _AUTO_DIFFERENCES_MIN_STEPS = 100
 
 
@@ -135,6 +136,9 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
     Warning: this class should not be used directly. Use derived classes
     instead.
     """
+
+    # differences="auto" from this many steps (see _AUTO_DIFFERENCES_MIN_STEPS).
+    _auto_differences_min_steps = _AUTO_DIFFERENCES_MIN_STEPS
 
     _parameter_constraints: dict = {
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
@@ -1069,7 +1073,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if (
             univariate
             and sequences.equal_lengths
-            and sequences.max_length >= _AUTO_DIFFERENCES_MIN_STEPS
+            and sequences.max_length >= self._auto_differences_min_steps
             and self._resolve_recurrent_stride(sequences) == 1
         ):
             return AUTO_DIFFERENCES

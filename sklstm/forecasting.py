@@ -807,6 +807,9 @@ class LSTMForecaster(BaseEstimator):
         }
         forwarded["output_mode"] = "last"
         forwarded["calibration"] = "split"
+        # Not tried on forecasting windows: the regressor's "auto" would give
+        # them changes from 60 steps.
+        forwarded["differences"] = 0
         return forwarded
 
     def _network_seeds(self, n_windows):

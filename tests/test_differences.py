@@ -69,11 +69,15 @@ def test_auto_gives_univariate_long_equal_series_differences(data, params, expec
     assert hasattr(clf.net_.module_, "difference_scale") == bool(expected)
 
 
-def test_the_regressor_has_none_unless_asked():
-    X = _series()
+@pytest.mark.parametrize(
+    ("n_timesteps", "n_features", "expected"), [(60, 1, 3), (59, 1, 0), (60, 2, 0)]
+)
+def test_the_regressor_gives_them_from_60_steps(n_timesteps, n_features, expected):
+    X = _series(n_timesteps=n_timesteps, n_features=n_features)
     y = X[:, -1, 0]
-    assert _half_span(LSTMRegressor(**TINY).fit(X, y)) == 0
-    assert _half_span(LSTMRegressor(**TINY, differences="auto").fit(X, y)) == 3
+    assert _half_span(LSTMRegressor(**TINY).fit(X, y)) == expected
+    # The classifier waits for 100 steps.
+    assert _half_span(LSTMClassifier(**TINY).fit(X, LABELS)) == 0
 
 
 def test_changes_of_a_ragged_batch_are_each_sequences_own():
@@ -183,10 +187,16 @@ def test_bad_values_are_refused(value):
     assert not hasattr(clf, "net_")
 
 
-def test_the_forecaster_keeps_the_regressors_default():
+def test_the_forecasters_networks_have_none():
     from sklstm.forecasting import LSTMForecaster
 
     assert "differences" not in LSTMForecaster().get_params()
+    # Windows of 60 steps would get them from the regressor's "auto".
+    series = np.sin(np.arange(200) / 5.0)
+    forecaster = LSTMForecaster(window_length=60, horizon=1, n_networks=1, **TINY)
+    forecaster.fit(series)
+    assert forecaster.regressor_.differences == 0
+    assert _half_span(forecaster.regressor_) == 0
 
 
 def test_data_on_disk_gets_the_same_changes(tmp_path):
