@@ -126,6 +126,13 @@ def _run(command, **kwargs):
     return result
 
 
+def _pip_version():
+    """This Python's pip version; 22.3 added ``--python``."""
+    from importlib.metadata import version
+
+    return tuple(int(part) for part in re.findall(r"\d+", version("pip"))[:2])
+
+
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory):
     """Python of a fresh virtual environment holding the built wheel.
@@ -145,14 +152,19 @@ def installed_wheel(tmp_path_factory):
     _run([sys.executable, "-m", "twine", "check", "--strict", *wheels, *sdists])
 
     venv = folder / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
     python = venv / ("Scripts" if sys.platform == "win32" else "bin") / "python"
-    # Byte-compiling torch's thousands of files would take longer than the
-    # rest together; modules compile as they are imported instead.
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-compile"]
-    # torch first, pinned: an unpinned one would pull a multi-GB CUDA build.
-    _run([*pip, "torch==2.13.0"])
-    _run([*pip, str(wheels[0])])
+    if _pip_version() >= (22, 3):
+        # Without a pip of its own (installing one takes seconds): this
+        # pip installs into it.
+        _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+        pip = [sys.executable, "-m", "pip", "--python", str(python), "install"]
+    else:
+        _run([sys.executable, "-m", "venv", str(venv)])
+        pip = [str(python), "-m", "pip", "install"]
+    # torch pinned (an unpinned one would pull a multi-GB CUDA build), and
+    # nothing byte-compiled: torch's thousands of files would take longer
+    # than the rest together; modules compile as they are imported instead.
+    _run([*pip, "--quiet", "--no-compile", "torch==2.13.0", str(wheels[0])])
     # Run from an empty folder, so that the installed wheel is imported, not
     # the source tree.
     workdir = folder / "run"

@@ -62,13 +62,22 @@ def test_detection_rule(tmp_path):
     assert is_out_of_core(CountingArray(X))
 
 
-@pytest.mark.parametrize("mode", ["r", "r+", "c"])
-def test_memmap_fit_matches_memory(tmp_path, mode):
+# Early stopping on, so that validation reads a row subset too.
+MEMMAP_FIT = dict(max_epochs=8, early_stopping=True, n_iter_no_change=50, **FAST)
+
+
+@pytest.fixture(scope="module")
+def fitted_in_memory():
+    """The in-memory fit that each memmap mode's fit is compared with."""
     X, y = make_data()
-    # Early stopping on, so that validation reads a row subset too.
-    settings = dict(max_epochs=8, early_stopping=True, n_iter_no_change=50, **FAST)
-    in_memory = LSTMClassifier(**settings).fit(X, y)
-    streamed = LSTMClassifier(**settings).fit(to_memmap(X, tmp_path, mode), y)
+    return LSTMClassifier(**MEMMAP_FIT).fit(X, y)
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "c"])
+def test_memmap_fit_matches_memory(tmp_path, mode, fitted_in_memory):
+    X, y = make_data()
+    in_memory = fitted_in_memory
+    streamed = LSTMClassifier(**MEMMAP_FIT).fit(to_memmap(X, tmp_path, mode), y)
     # Same chunks, same float64 sums: the same standardisation, bit for bit.
     for ours, theirs in zip(statistics(streamed), statistics(in_memory), strict=True):
         np.testing.assert_array_equal(ours, theirs)
