@@ -1511,6 +1511,11 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             If the estimator is not fitted.
         ImportError
             If ``onnx`` or ``onnxscript`` is not installed.
+        ValueError
+            If the network holds categorical or static features, or is a
+            GRU (``cell="gru"``) that reads several steps at a time
+            (``recurrent_stride`` > 1), which torch 2.13's exporter cannot
+            convert.
         """
         from ._onnx import export_onnx
 

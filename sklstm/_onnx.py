@@ -144,6 +144,21 @@ def export_onnx(estimator, path):
                 dynamo=True,
                 verbose=False,
             )
+    except Exception as exc:
+        gru = any(isinstance(part, torch.nn.GRU) for part in network.modules())
+        if not (gru and stride > 1):
+            raise
+        # torch 2.13's exporter fails to decompose a GRU whose time axis is
+        # computed in the graph (here, from the steps read side by side),
+        # where an LSTM exports; later versions may not.
+        raise ValueError(
+            f"torch {torch.__version__} could not export this GRU network: "
+            f"its recurrent layers read {stride} steps at a time "
+            "(recurrent_stride, which 'auto' sets past 500 steps), and "
+            "torch's exporter fails on a GRU fed such steps. Fit with "
+            "cell='lstm' or recurrent_stride=1 to export it, or serve this "
+            "one with sklstm (save / sklstm.load)."
+        ) from exc
     finally:
         exporter_logger.setLevel(previous_level)
     axes = _symbolic_axes(program)

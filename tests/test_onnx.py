@@ -49,21 +49,21 @@ def _unseen_inputs():
             yield rng.normal(size=(batch, length, N_FEATURES)).astype(np.float32)
 
 
-# Each export takes seconds, so each case combines features that take
+# Each export takes seconds, so most cases combine features that take
 # separate paths through the graph; every feature is in one case at least.
 CLASSIFIERS = {
     "mean-gru-bidirectional": dict(pooling="mean", cell="gru", bidirectional=True),
+    # Lengths 1, 4 and 19 give one, one and five recurrent steps of 4, and
+    # as many chunk means for the default convolutions after the first.
+    "mean-stride-bidirectional": dict(
+        pooling="mean", recurrent_stride=4, bidirectional=True
+    ),
     "max-conv-float64": dict(pooling="max", conv_filters=(8,), precision="64"),
     "attention-gru-conv-2layers": dict(
         pooling="attention", cell="gru", conv_filters=(8,), num_layers=2
     ),
+    "last-bidirectional": dict(pooling="last", bidirectional=True),
     "sequence-bidirectional": dict(output_mode="sequence", bidirectional=True),
-    # The last step of each direction. Lengths 1, 4 and 19 give one, one and
-    # five recurrent steps of 4, and as many chunk means for the default
-    # convolutions after the first.
-    "last-stride-bidirectional": dict(
-        pooling="last", recurrent_stride=4, bidirectional=True
-    ),
     # Length 1 repeats its only step on both sides.
     "differences-conv": dict(differences=2, conv_filters=(8,)),
 }
@@ -84,6 +84,7 @@ def test_classifier_matches_predict_proba(params, tmp_path):
 
 
 REGRESSORS = {
+    # The regressor's default pooling, "last", at a stride.
     "single-output-stride-conv": dict(
         n_outputs=1, recurrent_stride=3, conv_filters=(8,)
     ),
@@ -173,3 +174,22 @@ def test_missing_exporter_names_the_extra(monkeypatch, tmp_path):
     clf = LSTMClassifier(**TINY).fit(X, y)
     with pytest.raises(ImportError, match=r"sklstm\[onnx\]"):
         clf.to_onnx(tmp_path / "model.onnx")
+
+
+def test_a_strided_gru_the_exporter_fails_on_gets_a_clear_error(tmp_path):
+    X, y = _classification_data()
+    clf = LSTMClassifier(cell="gru", recurrent_stride=2, conv_filters=None, **TINY)
+    clf.fit(X, y)
+    try:
+        session = _session(clf, tmp_path)
+    except ValueError as exc:
+        # torch's exporter (2.13) fails on a GRU fed steps side by side.
+        assert "cell='lstm' or recurrent_stride=1" in str(exc)
+        assert not (tmp_path / "model.onnx").exists()
+    else:
+        # A torch that exports it must reproduce predict_proba.
+        for X_new in _unseen_inputs():
+            probabilities, _ = session.run(None, {"X": X_new})
+            np.testing.assert_allclose(
+                probabilities, clf.predict_proba(X_new), atol=1e-4
+            )
