@@ -107,10 +107,14 @@ def _epoch_work(train_steps, stride, full_resolution_convs=False):
     return train_steps * (share + (1 - share) / stride)
 
 
-def _full_resolution_convs(convolutions, stride, conv_stride):
-    """Whether a network's convolutions read every step while its recurrent
-    layers stride."""
-    return bool(convolutions) and conv_stride < stride
+def _budget_pace(module_kwargs):
+    """What the budget counts of a network built from ``module_kwargs``: its
+    recurrent stride, and whether its convolutions read every step while
+    the recurrent layers stride (the arguments of _epoch_work after the
+    steps)."""
+    stride = module_kwargs.get("recurrent_stride", 1)
+    conv_stride = module_kwargs.get("conv_stride", 1)
+    return stride, bool(module_kwargs.get("conv_filters")) and conv_stride < stride
 
 
 # early_stopping="auto" holds out a validation set from this many sequences.
@@ -549,12 +553,8 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             self._centre(net, sequences, targets, weights, train_rows, valid_rows)
         folds = []
         if valid_rows is not None and not continuing and not interrupted:
-            module = net.module_
-            stride = module.recurrent_stride
             epoch = _epoch_work(
-                train_steps,
-                stride,
-                _full_resolution_convs(module.convolutions, stride, module.conv_stride),
+                train_steps, *_budget_pace(net.get_params_for("module"))
             )
             work = (len(net.history) * epoch, net.max_epochs * epoch)
             folds = self._calibration_folds(
@@ -760,9 +760,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         if self.recurrent_stride == "auto":
             # Resolved from the first fit's data; the network keeps it.
             now["recurrent_stride"] = then["recurrent_stride"]
-        if self.conv_stride == "auto" or not chunked_convolutions(
-            self.conv_filters, self.conv_placement, self.output_mode
-        ):
+        if self.conv_stride == "auto" or not self._chunked_convolutions():
             # Resolved as recurrent_stride is; and where the convolutions
             # read every step, the changes that rebuild them are named above.
             now["conv_stride"] = then["conv_stride"]
@@ -807,9 +805,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
                 "output_mode='last': per-step predictions take one recurrent "
                 "step per time step. Use recurrent_stride=1 or 'auto'."
             )
-        if self.conv_stride not in ("auto", 1) and not chunked_convolutions(
-            self.conv_filters, self.conv_placement, self.output_mode
-        ):
+        if self.conv_stride not in ("auto", 1) and not self._chunked_convolutions():
             raise ValueError(
                 f"conv_stride={self.conv_stride!r} needs convolutions "
                 "(conv_filters) placed beside the recurrent layers "
@@ -1025,6 +1021,13 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         longest = int(sequences.lengths.max())
         return max(1, math.ceil(longest / _AUTO_RECURRENT_STEPS))
 
+    def _chunked_convolutions(self):
+        """Whether these parameters build convolutions that may read chunk
+        means (``conv_stride``)."""
+        return chunked_convolutions(
+            self.conv_filters, self.conv_placement, self.output_mode
+        )
+
     def _stride_arguments(self, sequences):
         """The network's ``recurrent_stride`` and ``conv_stride``: parallel
         convolutions after the first read chunks of ``conv_stride`` steps,
@@ -1032,9 +1035,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
         where every sequence is long."""
         stride = self._resolve_recurrent_stride(sequences)
         conv_stride = 1
-        chunked = chunked_convolutions(
-            self.conv_filters, self.conv_placement, self.output_mode
-        )
+        chunked = self._chunked_convolutions()
         if chunked and self.conv_stride != "auto":
             conv_stride = self.conv_stride
         elif chunked:
@@ -1203,14 +1204,7 @@ class BaseLSTM(BaseEstimator, metaclass=ABCMeta):
             lr=self.lr,
             weight_decay=self.weight_decay,
             max_epochs=self._resolve_max_epochs(
-                n_train,
-                train_steps,
-                module_kwargs.get("recurrent_stride", 1),
-                _full_resolution_convs(
-                    module_kwargs.get("conv_filters"),
-                    module_kwargs.get("recurrent_stride", 1),
-                    module_kwargs.get("conv_stride", 1),
-                ),
+                n_train, train_steps, *_budget_pace(module_kwargs)
             ),
             batch_size=self._resolve_batch_size(n_train),
             gradient_clip=self.gradient_clip,
